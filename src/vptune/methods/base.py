@@ -1,0 +1,70 @@
+"""The interface every tuning method implements, and the name registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from ..errors import MethodError
+from ..model import TunedModel
+
+_REGISTRY: dict[str, "Method"] = {}
+_NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
+
+
+class Method(ABC):
+    """A tuning method: its options, and which tensors it adds to and trains in a TunedModel.
+
+    Subclasses set `name`, an `Options` dataclass and implement `attach`. A method named
+    with `-k` (e.g. `partial-k`) is called as `partial-4`; `k` fills the option `k`.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    summary: ClassVar[str] = ""
+
+    def parse_options(self, given: dict[str, Any]) -> Any:
+        """Options dataclass from keyword options; unknown names raise MethodError."""
+        known = {f.name for f in dataclasses.fields(self.Options)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise MethodError(
+                f"method '{self.name}' has no option {', '.join(unknown)}; "
+                f"its options are: {', '.join(sorted(known)) or 'none'}"
+            )
+        options = self.Options(**given)
+        self.validate(options)
+        return options
+
+    def validate(self, options: Any) -> None:
+        """Raise MethodError for option values that cannot work."""
+
+    @abstractmethod
+    def attach(self, model: TunedModel, options: Any) -> None:
+        """Add this method's modules to `model` and mark exactly its tensors trainable."""
+
+
+def register(method_cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under its name."""
+    _REGISTRY[method_cls.name] = method_cls()
+    return method_cls
+
+
+def available_methods() -> list[str]:
+    """Registered method names (numbered ones as `name-k`)."""
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> tuple[Method, dict[str, Any]]:
+    """The method for `name` and the options its name implies (`partial-4` -> k=4)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name], {}
+    numbered = _NUMBERED.match(name)
+    if numbered and f"{numbered['base']}-k" in _REGISTRY:
+        return _REGISTRY[f"{numbered['base']}-k"], {"k": int(numbered["k"])}
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=2)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise MethodError(f"unknown method '{name}'{hint} (available: {', '.join(available_methods())})")

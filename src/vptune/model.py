@@ -1,0 +1,88 @@
+"""TunedModel: a frozen timm backbone, the tensors a method adds, and a classification head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .backbones import BackboneRef, fingerprint
+from .prompts.vit import pool_tokens, vit_tokens
+
+
+class TunedModel(nn.Module):
+    """A backbone adapted to one task.
+
+    `backbone` is the timm model (frozen, kept in eval mode unless the method trains it),
+    `prompt` the method's prompt module (or None) and `head` the classifier. A method
+    decides which tensors train; `tuned_state_dict()` is what a per-task file stores.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        ref: BackboneRef,
+        num_classes: int,
+        *,
+        method: str,
+        options: dict[str, Any],
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.backbone_fingerprint = fingerprint(backbone)
+        self.register_module("prompt", None)
+        self.head: nn.Module = nn.Linear(backbone.num_features, num_classes)
+        self.output = "cls"
+        self.backbone_trains = False
+        self.config: dict[str, Any] = {
+            "backbone": ref.id,
+            "arch": ref.arch,
+            "img_size": ref.img_size,
+            "pretrained": ref.pretrained,
+            "method": method,
+            "options": options,
+            "num_classes": num_classes,
+            "class_names": class_names or [str(i) for i in range(num_classes)],
+        }
+
+    @property
+    def num_classes(self) -> int:
+        return self.config["num_classes"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.config["class_names"]
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Pre-head features `(B, num_features)`."""
+        if self.prompt is None and self.output == "cls":
+            # No prompts and the backbone's own pooling: exactly timm's forward.
+            return self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
+        tokens = vit_tokens(self.backbone, images, self.prompt)
+        num_prompts = self.prompt.num_prompts if self.prompt is not None else 0
+        return pool_tokens(self.backbone, tokens, num_prompts, self.output)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(images))
+
+    def train(self, mode: bool = True) -> "TunedModel":
+        super().train(mode)
+        if not self.backbone_trains:
+            # The frozen backbone never uses dropout or drop-path, even while the head trains.
+            self.backbone.eval()
+        return self
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters the method trains, by name."""
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def tuned_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors that make this task: trainable parameters and their modules' buffers."""
+        state = dict(self.trainable_parameters())
+        for module_name, module in self.named_modules():
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                for buffer_name, buffer in module.named_buffers(recurse=False):
+                    state[f"{module_name}.{buffer_name}" if module_name else buffer_name] = buffer
+        return {name: tensor.detach() for name, tensor in state.items()}

@@ -1,0 +1,1 @@
+"""Conversion of weights shipped inside pip packages into timm state dicts."""

@@ -1,0 +1,108 @@
+"""Per-task files: the tuned tensors in safetensors, with a JSON description in the header."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ._version import __version__
+from .backbones import build_backbone, fingerprint
+from .errors import CheckpointMismatchError, VptuneError
+from .model import TunedModel
+
+FORMAT = "vptune-task/1"
+
+
+def save(model: TunedModel, path: str | os.PathLike) -> Path:
+    """Write the tuned tensors of `model` and its description to one `.safetensors` file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.contiguous().cpu() for name, t in model.tuned_state_dict().items()}
+    description = {
+        **model.config,
+        "format": FORMAT,
+        "backbone_fingerprint": model.backbone_fingerprint,
+        "vptune_version": __version__,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"vptune": json.dumps(description)})
+    os.replace(tmp, path)
+    return path
+
+
+def read_description(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON description stored in a per-task file, without loading its tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise VptuneError(f"per-task file '{path}' does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise VptuneError(f"'{path}' is not a safetensors file: {exc}") from exc
+    if "vptune" not in metadata:
+        raise VptuneError(f"'{path}' is a safetensors file but not a vptune per-task file")
+    return json.loads(metadata["vptune"])
+
+
+def load(
+    path: str | os.PathLike,
+    backbone: str | nn.Module | None = None,
+    *,
+    map_location: str | torch.device = "cpu",
+) -> TunedModel:
+    """Rebuild the model saved at `path`.
+
+    `backbone` defaults to the recorded backbone id; pass an id or a built timm model to use
+    another copy of the same weights. A backbone whose weights differ from the ones the file
+    was trained on raises CheckpointMismatchError.
+    """
+    from .api import create
+
+    description = read_description(path)
+    if not isinstance(backbone, nn.Module):
+        backbone, _ = build_backbone(
+            backbone or description["backbone"],
+            pretrained=description["pretrained"],
+            img_size=description["img_size"],
+            arch=description["arch"] if backbone is None else None,
+        )
+    _check_same_backbone(path, description, fingerprint(backbone))
+    model = create(
+        backbone,
+        description["method"],
+        description["num_classes"],
+        pretrained=description["pretrained"],
+        img_size=description["img_size"],
+        class_names=description["class_names"],
+        backbone_id=description["backbone"],
+        **description["options"],
+    )
+    tensors = load_file(str(path), device=str(map_location))
+    expected = model.tuned_state_dict().keys()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"'{path}' does not fit method '{description['method']}': "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    model.load_state_dict(tensors, strict=False)
+    return model
+
+
+def _check_same_backbone(path: Path | str, description: dict[str, Any], weights: str) -> None:
+    if weights != description["backbone_fingerprint"]:
+        raise CheckpointMismatchError(
+            f"'{path}' was tuned on backbone '{description['backbone']}' "
+            f"(weights {description['backbone_fingerprint']}), but the given backbone's weights "
+            f"are {weights}; load it onto the backbone it was made for"
+        )

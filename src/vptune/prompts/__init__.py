@@ -1,0 +1,1 @@
+"""Where prompts meet a backbone: ViT tokens (and, by family, other backbones)."""

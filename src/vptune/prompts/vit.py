@@ -1,0 +1,140 @@
+"""Prompt tokens for timm VisionTransformers: shallow, deep, block ranges and the location ablations."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MethodError
+
+LOCATIONS = ("prepend", "add", "prepend-pixel", "concat-channel")
+OUTPUTS = ("cls", "image-pool", "prompt-pool", "global-pool")
+
+
+class VitPrompt(nn.Module):
+    """Learnable prompts for blocks `first_block..last_block` (0-based, inclusive) of a ViT.
+
+    `embeddings` is shaped `(num_prompted_blocks, num_prompts, prompt_dim)`. Prompts enter
+    after the position embedding and after all prefix tokens at `first_block`; each later
+    block of the range replaces the previous block's prompt outputs with its own prompts;
+    after `last_block` the prompt outputs travel on like shallow prompts.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        num_prompts: int,
+        first_block: int,
+        last_block: int,
+        prompt_dim: int | None = None,
+        dropout: float = 0.0,
+        location: str = "prepend",
+    ) -> None:
+        super().__init__()
+        embed_dim = backbone.embed_dim
+        patch_h, patch_w = backbone.patch_embed.patch_size
+        self.location = location
+        self.first_block = first_block
+        self.last_block = last_block
+        num_blocks = last_block - first_block + 1
+        if location == "prepend-pixel":
+            # Learnable pixel patches, embedded by the frozen patch projection.
+            shape = (1, num_prompts, backbone.patch_embed.proj.in_channels * patch_h * patch_w)
+        elif location == "concat-channel":
+            # One extra learnable input channel, the size of the image.
+            shape = (1, *backbone.patch_embed.img_size)
+        else:
+            shape = (num_blocks, num_prompts, prompt_dim or embed_dim)
+        self.embeddings = nn.Parameter(torch.empty(shape))
+        bound = math.sqrt(6.0 / float(3 * patch_h * patch_w + (prompt_dim or embed_dim)))
+        nn.init.uniform_(self.embeddings, -bound, bound)
+        self.proj: nn.Module = nn.Identity()
+        if prompt_dim is not None and location in ("prepend", "add"):
+            self.proj = nn.Linear(prompt_dim, embed_dim)
+            nn.init.kaiming_normal_(self.proj.weight, a=0, mode="fan_out")
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def num_prompts(self) -> int:
+        """Tokens the prompts add to the sequence (0 for `add` and `concat-channel`)."""
+        return self.embeddings.shape[1] if self.location in ("prepend", "prepend-pixel") else 0
+
+    def block_tokens(self, index: int, batch: int, backbone: nn.Module) -> torch.Tensor:
+        """Prompt tokens `(batch, p, embed_dim)` for prompted block `index` (0 = first_block)."""
+        if self.location == "prepend-pixel":
+            patch_embed = backbone.patch_embed
+            pixels = self.embeddings[0].view(-1, patch_embed.proj.in_channels, *patch_embed.patch_size)
+            tokens = patch_embed.norm(patch_embed.proj(pixels).flatten(1))
+        else:
+            tokens = self.proj(self.embeddings[index])
+        return self.dropout(tokens.unsqueeze(0).expand(batch, -1, -1))
+
+    def channel_tokens(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        """Patch tokens of the image with the learnable channel concatenated.
+
+        The frozen projection has no weights for a fourth channel; the extra channel is
+        projected with the mean of the RGB kernels, as if the kernel were extended.
+        """
+        patch_embed = backbone.patch_embed
+        weight = patch_embed.proj.weight.mean(dim=1, keepdim=True)
+        channel = self.embeddings.unsqueeze(0).expand(images.shape[0], -1, -1, -1)
+        x = patch_embed.proj(images) + F.conv2d(channel, weight, stride=patch_embed.proj.stride)
+        return patch_embed.norm(x.flatten(2).transpose(1, 2))
+
+
+def check_vit(backbone: nn.Module) -> None:
+    """Raise MethodError unless `backbone` is a timm VisionTransformer prompts can enter."""
+    needed = ("patch_embed", "_pos_embed", "blocks", "norm", "num_prefix_tokens")
+    if not all(hasattr(backbone, name) for name in needed):
+        raise MethodError(
+            f"prompt tokens need a timm VisionTransformer; {type(backbone).__name__} is not one"
+        )
+
+
+def vit_tokens(backbone: nn.Module, images: torch.Tensor, prompt: VitPrompt | None) -> torch.Tensor:
+    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone."""
+    if prompt is not None and prompt.location == "concat-channel":
+        x = prompt.channel_tokens(images, backbone)
+    else:
+        x = backbone.patch_embed(images)
+    x = backbone._pos_embed(x)
+    x = backbone.patch_drop(x)
+    x = backbone.norm_pre(x)
+    prefix = backbone.num_prefix_tokens
+    inserted = 0
+    for index, block in enumerate(backbone.blocks):
+        if prompt is not None and prompt.first_block <= index <= prompt.last_block:
+            tokens = prompt.block_tokens(index - prompt.first_block, x.shape[0], backbone)
+            if prompt.location == "add":
+                x = torch.cat([x[:, :prefix], x[:, prefix:] + tokens], dim=1)
+            elif prompt.location != "concat-channel":
+                # Insert at the first prompted block, replace the previous outputs after it.
+                x = torch.cat([x[:, :prefix], tokens, x[:, prefix + inserted:]], dim=1)
+                inserted = tokens.shape[1]
+        x = block(x)
+    return backbone.norm(x)
+
+
+def pool_tokens(backbone: nn.Module, tokens: torch.Tensor, num_prompts: int, output: str) -> torch.Tensor:
+    """Pre-head features `(B, num_features)` read from the final tokens.
+
+    `cls` is the backbone's own pooling (its [CLS], or its average/attention pool over image
+    patches) applied to the sequence without prompts, so prompts never leak into an
+    average-pool head. The other outputs are the paper's final-output ablations.
+    """
+    prefix = backbone.num_prefix_tokens
+    if output == "cls":
+        pooled = backbone.pool(torch.cat([tokens[:, :prefix], tokens[:, prefix + num_prompts:]], dim=1))
+    elif output == "image-pool":
+        pooled = tokens[:, prefix + num_prompts:].mean(dim=1)
+    elif output == "prompt-pool":
+        if num_prompts == 0:
+            raise MethodError("output 'prompt-pool' needs prompt tokens in the sequence")
+        pooled = tokens[:, prefix:prefix + num_prompts].mean(dim=1)
+    else:
+        pooled = tokens[:, prefix:].mean(dim=1)
+    return backbone.fc_norm(pooled)
