@@ -1,0 +1,20 @@
+"""Datasets: the split formats users have (VTAB-1k, FGVC json, class folders), transforms, offline tasks."""
+
+from vptune.data.dataset import ImageDataset, load_rgb
+from vptune.data.formats import TaskSplit, carve_val, load_split, resolve_task_dir
+from vptune.data.prepare import available_tasks, prepare_task
+from vptune.data.transforms import PROTOCOLS, ImageTransform, build_transform
+
+__all__ = [
+    "PROTOCOLS",
+    "ImageDataset",
+    "ImageTransform",
+    "TaskSplit",
+    "available_tasks",
+    "build_transform",
+    "carve_val",
+    "load_rgb",
+    "load_split",
+    "prepare_task",
+    "resolve_task_dir",
+]

@@ -1,0 +1,89 @@
+"""Write offline tasks to disk in VTAB-1k layout, so they load like the user's own VTAB copy.
+
+`prepare_task(name, out_root)` writes `<out_root>/<name>/` with
+`{train800,val200,train800val200,test}.txt`, `classes.txt` and
+`images/{train800,val200,test}/NNNNNN.png`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from vptune.data import real_tasks, synthetic_tasks
+from vptune.data.taskdata import PARTS, TaskArrays
+from vptune.errors import DataError
+
+TaskMaker = Callable[[np.random.Generator, int | None], TaskArrays]
+
+_TASKS: dict[str, TaskMaker] = {
+    "fashion-mnist": real_tasks.fashion_mnist,
+    "digits": real_tasks.digits,
+    "dsprites-location": synthetic_tasks.dsprites_location,
+    "dsprites-orientation": synthetic_tasks.dsprites_orientation,
+    "shapes-count": synthetic_tasks.shapes_count,
+    "shapes-distance": synthetic_tasks.shapes_distance,
+}
+_SPLIT_FILES = ("train800", "val200", "train800val200", "test", "classes")
+
+
+def available_tasks() -> list[str]:
+    """Names accepted by `prepare_task`."""
+    return sorted(_TASKS)
+
+
+def prepare_task(
+    name: str, out_root: str | Path, *, seed: int = 0, n_test: int | None = None, overwrite: bool = False
+) -> Path:
+    """Generate task `name` into `<out_root>/<name>` in VTAB-1k layout and return that folder.
+
+    The output is identical for the same seed. `n_test` defaults to 1000
+    (digits: the 797 images not used for training).
+
+    Raises:
+        DataError: unknown name, missing source data, bad `n_test`, or an
+            existing non-empty folder without `overwrite=True`.
+    """
+    if name not in _TASKS:
+        raise DataError(f"unknown offline task '{name}'; available: {', '.join(available_tasks())}")
+    task_dir = Path(out_root).expanduser().absolute() / name
+    if task_dir.is_dir() and any(task_dir.iterdir()):
+        if not overwrite:
+            raise DataError(f"{task_dir} already exists and is not empty; delete it or pass overwrite=True")
+        _remove_outputs(task_dir)
+    arrays = _TASKS[name](np.random.default_rng(seed), n_test)
+    _write_vtab(task_dir, arrays, desc=name)
+    return task_dir
+
+
+def _remove_outputs(task_dir: Path) -> None:
+    # Only what prepare_task writes, never other files the user keeps there.
+    for stem in _SPLIT_FILES:
+        (task_dir / f"{stem}.txt").unlink(missing_ok=True)
+    for part in PARTS:
+        shutil.rmtree(task_dir / "images" / part, ignore_errors=True)
+
+
+def _write_vtab(task_dir: Path, arrays: TaskArrays, desc: str) -> None:
+    lines: dict[str, list[str]] = {}
+    total = sum(len(labels) for _, labels in arrays.parts.values())
+    with tqdm(total=total, desc=f"writing {desc}", unit="img", disable=not sys.stderr.isatty()) as progress:
+        for part in PARTS:
+            images, labels = arrays.parts[part]
+            (task_dir / "images" / part).mkdir(parents=True, exist_ok=True)
+            lines[part] = []
+            for i, (image, label) in enumerate(zip(images, labels)):
+                rel = f"images/{part}/{i:06d}.png"
+                Image.fromarray(image).save(task_dir / rel)
+                lines[part].append(f"{rel} {int(label)}")
+                progress.update()
+    lines["train800val200"] = lines["train800"] + lines["val200"]
+    for split, split_lines in lines.items():
+        (task_dir / f"{split}.txt").write_text("\n".join(split_lines) + "\n")
+    (task_dir / "classes.txt").write_text("\n".join(arrays.class_names) + "\n")
