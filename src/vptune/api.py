@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from torch import nn
@@ -50,5 +51,6 @@ def create(
         backbone, ref, num_classes, method=method, options={}, class_names=class_names
     )
     tuning.attach(model, options)
-    model.config["options"] = dataclasses.asdict(options)
+    # JSON-shaped (tuples become lists) so the options round-trip through files unchanged.
+    model.config["options"] = json.loads(json.dumps(dataclasses.asdict(options)))
     return model

@@ -8,15 +8,19 @@ import torch
 from torch import nn
 
 from .backbones import BackboneRef, fingerprint
-from .prompts.vit import pool_tokens, vit_tokens
+from .prompts import prompted_features
+
+# Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
+FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
 
 
 class TunedModel(nn.Module):
     """A backbone adapted to one task.
 
     `backbone` is the timm model (frozen, kept in eval mode unless the method trains it),
-    `prompt` the method's prompt module (or None) and `head` the classifier. A method
-    decides which tensors train; `tuned_state_dict()` is what a per-task file stores.
+    `prompt` the method's prompt module (or None), `side` a module that blends the image into
+    the features (or None) and `head` the classifier. A method decides which tensors train;
+    `tuned_state_dict()` is what a per-task file stores.
     """
 
     def __init__(
@@ -33,9 +37,11 @@ class TunedModel(nn.Module):
         self.backbone = backbone
         self.backbone_fingerprint = fingerprint(backbone)
         self.register_module("prompt", None)
+        self.register_module("side", None)
         self.head: nn.Module = nn.Linear(backbone.num_features, num_classes)
         self.output = "cls"
         self.backbone_trains = False
+        self.grad_checkpointing = False
         self.config: dict[str, Any] = {
             "backbone": ref.id,
             "arch": ref.arch,
@@ -59,10 +65,20 @@ class TunedModel(nn.Module):
         """Pre-head features `(B, num_features)`."""
         if self.prompt is None and self.output == "cls":
             # No prompts and the backbone's own pooling: exactly timm's forward.
-            return self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
-        tokens = vit_tokens(self.backbone, images, self.prompt)
-        num_prompts = self.prompt.num_prompts if self.prompt is not None else 0
-        return pool_tokens(self.backbone, tokens, num_prompts, self.output)
+            features = self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
+        else:
+            features = prompted_features(
+                self.backbone, images, self.prompt, self.output, checkpoint=self.grad_checkpointing
+            )
+        if self.side is not None:
+            features = self.side(images, features)
+        return features
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each backbone block in the backward pass: less memory, about a third more time."""
+        self.grad_checkpointing = enable
+        if hasattr(self.backbone, "set_grad_checkpointing"):
+            self.backbone.set_grad_checkpointing(enable)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(images))
@@ -72,6 +88,9 @@ class TunedModel(nn.Module):
         if not self.backbone_trains:
             # The frozen backbone never uses dropout or drop-path, even while the head trains.
             self.backbone.eval()
+            for module in self.backbone.modules():
+                if getattr(module, FOLLOWS_TRAIN_MODE, False):
+                    module.train(mode)
         return self
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
@@ -79,10 +98,15 @@ class TunedModel(nn.Module):
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 
     def tuned_state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors that make this task: trainable parameters and their modules' buffers."""
-        state = dict(self.trainable_parameters())
-        for module_name, module in self.named_modules():
-            if any(p.requires_grad for p in module.parameters(recurse=False)):
-                for buffer_name, buffer in module.named_buffers(recurse=False):
-                    state[f"{module_name}.{buffer_name}" if module_name else buffer_name] = buffer
-        return {name: tensor.detach() for name, tensor in state.items()}
+        """The tensors that make this task: trainable parameters and their modules' persistent buffers."""
+        trainable = self.trainable_parameters()
+        owners = {
+            name for name, module in self.named_modules()
+            if any(p.requires_grad for p in module.parameters(recurse=False))
+        }
+        # keep_vars: parameters stay nn.Parameter, so buffers are the other entries.
+        return {
+            name: tensor.detach()
+            for name, tensor in self.state_dict(keep_vars=True).items()
+            if name in trainable or (not isinstance(tensor, nn.Parameter) and name.rpartition(".")[0] in owners)
+        }

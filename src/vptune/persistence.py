@@ -20,10 +20,8 @@ from .model import TunedModel
 FORMAT = "vptune-task/1"
 
 
-def save(model: TunedModel, path: str | os.PathLike) -> Path:
-    """Write the tuned tensors of `model` and its description to one `.safetensors` file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def task_file_contents(model: TunedModel) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the safetensors metadata (JSON description) a per-task file of `model` holds."""
     tensors = {name: t.contiguous().cpu() for name, t in model.tuned_state_dict().items()}
     description = {
         **model.config,
@@ -31,8 +29,16 @@ def save(model: TunedModel, path: str | os.PathLike) -> Path:
         "backbone_fingerprint": model.backbone_fingerprint,
         "vptune_version": __version__,
     }
+    return tensors, {"vptune": json.dumps(description)}
+
+
+def save(model: TunedModel, path: str | os.PathLike) -> Path:
+    """Write the tuned tensors of `model` and its description to one `.safetensors` file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, metadata = task_file_contents(model)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"vptune": json.dumps(description)})
+    save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
     return path
 

@@ -1,6 +1,6 @@
 """Tuning methods: one module each, registered by name."""
 
 from .base import Method, available_methods, get_method
-from . import linear, vpt  # noqa: F401  (registration)
+from . import adapter, bias, full, linear, lora, mlp, partial, sidetune, ssf, vpt  # noqa: F401  (registration)
 
 __all__ = ["Method", "available_methods", "get_method"]

@@ -15,6 +15,11 @@ _REGISTRY: dict[str, "Method"] = {}
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
 
 
+@dataclasses.dataclass
+class NoOptions:
+    """Options of a method that has none."""
+
+
 class Method(ABC):
     """A tuning method: its options, and which tensors it adds to and trains in a TunedModel.
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import MethodError
 from ..model import TunedModel
+from ..prompts import check_output_applies
 from ..prompts.vit import OUTPUTS
 from .base import Method, register
 
@@ -31,4 +32,5 @@ class Linear(Method):
         check_output(options.output)
 
     def attach(self, model: TunedModel, options: LinearOptions) -> None:
+        check_output_applies(model.backbone, options.output)
         model.output = options.output

@@ -1,19 +1,30 @@
-"""Visual Prompt Tuning: shallow, deep, deep block ranges, location and output ablations."""
+"""Visual Prompt Tuning: shallow, deep, deep block ranges, location and output ablations.
+
+ViTs take prompt tokens, Swin backbones prompts per window (prompts/swin.py) and ConvNets a
+learnable pixel border (prompts/conv.py), where `num_prompts` is the border width in pixels.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import nn
+
 from ..errors import MethodError
 from ..model import TunedModel
-from ..prompts.vit import LOCATIONS, VitPrompt, check_vit
+from ..prompts import BorderPrompt, SwinPrompt, VitPrompt, check_output_applies, require_family
+from ..prompts.vit import LOCATIONS
 from .base import Method, register
+from .bias import train_biases
 from .linear import check_output
+
+# Prompt tokens (ViT, Swin) and border pixels (ConvNets) when num_prompts is not given.
+DEFAULT_PROMPTS = {"vit": 10, "swin": 10, "conv": 5}
 
 
 @dataclass
 class VptOptions:
-    num_prompts: int = 10
+    num_prompts: int | None = None
     prompt_dropout: float | None = None
     prompt_dim: int | None = None
     deep_blocks: tuple[int, int] | None = None
@@ -26,7 +37,7 @@ class _Vpt(Method):
     deep: bool
 
     def validate(self, options: VptOptions) -> None:
-        if not isinstance(options.num_prompts, int) or options.num_prompts < 0:
+        if options.num_prompts is not None and (not isinstance(options.num_prompts, int) or options.num_prompts < 0):
             raise MethodError(f"num_prompts must be a whole number >= 0, got {options.num_prompts!r}")
         if options.prompt_dropout is not None and not 0.0 <= options.prompt_dropout < 1.0:
             raise MethodError(f"prompt_dropout must be in [0, 1), got {options.prompt_dropout}")
@@ -42,16 +53,37 @@ class _Vpt(Method):
 
     def attach(self, model: TunedModel, options: VptOptions) -> None:
         backbone = model.backbone
-        check_vit(backbone)
-        depth = len(backbone.blocks)
-        first, last = self._block_range(options, depth)
+        families = ("vit", "swin") if self.deep else ("vit", "swin", "conv")
+        family = require_family(backbone, self.name, families, "ConvNet prompts are an input border: use vpt-shallow")
+        check_output_applies(backbone, options.output)
+        if family != "vit" and (options.deep_blocks, options.prompt_dim, options.location) != (None, None, "prepend"):
+            raise MethodError(
+                f"deep_blocks, prompt_dim and location are ViT options; {self.name} on "
+                f"{type(backbone).__name__} takes num_prompts and prompt_dropout"
+            )
+        if options.num_prompts is None:
+            options.num_prompts = DEFAULT_PROMPTS[family]
         if options.prompt_dropout is None:
             options.prompt_dropout = 0.1 if self.deep else 0.0
+        if family == "conv":
+            if options.prompt_dropout:
+                raise MethodError("prompt_dropout acts on prompt tokens; a ConvNet's border prompt has none")
+            model.prompt = BorderPrompt(backbone, width=options.num_prompts, image_size=_image_size(model))
+        elif family == "swin":
+            model.prompt = SwinPrompt(
+                backbone, num_prompts=options.num_prompts, deep=self.deep, dropout=options.prompt_dropout
+            )
+        else:
+            model.prompt = self._vit_prompt(backbone, options)
+        model.output = options.output
+
+    def _vit_prompt(self, backbone: nn.Module, options: VptOptions) -> VitPrompt:
+        first, last = self._block_range(options, len(backbone.blocks))
         options.deep_blocks = (first, last) if self.deep else None
         if options.location == "add":
             # Added prompts sit on every patch token, so there is one per patch.
             options.num_prompts = backbone.patch_embed.num_patches
-        model.prompt = VitPrompt(
+        return VitPrompt(
             backbone,
             num_prompts=options.num_prompts,
             first_block=first - 1,
@@ -60,7 +92,6 @@ class _Vpt(Method):
             dropout=options.prompt_dropout,
             location=options.location,
         )
-        model.output = options.output
 
     def _block_range(self, options: VptOptions, depth: int) -> tuple[int, int]:
         if not self.deep:
@@ -90,3 +121,21 @@ class VptDeep(_Vpt):
     name = "vpt-deep"
     deep = True
     summary = "new prompt tokens before every block (or a block range)"
+
+
+@register
+class VptDeepBias(VptDeep):
+    name = "vpt-deep+bias"
+    summary = "vpt-deep prompts plus every bias term of the backbone (the paper's segmentation combination)"
+
+    def attach(self, model: TunedModel, options: VptOptions) -> None:
+        super().attach(model, options)
+        train_biases(model.backbone)
+
+
+def _image_size(model: TunedModel) -> tuple[int, int]:
+    # The size the border frames: the model's img_size, else the backbone's pretrained input size.
+    size = model.config["img_size"]
+    if size is None:
+        return tuple(model.backbone.pretrained_cfg.get("input_size", (3, 224, 224))[-2:])
+    return (size, size) if isinstance(size, int) else tuple(size)

@@ -6,9 +6,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import MethodError
+from .vit_fast import block_forward_rows
 
 LOCATIONS = ("prepend", "add", "prepend-pixel", "concat-channel")
 OUTPUTS = ("cls", "image-pool", "prompt-pool", "global-pool")
@@ -86,17 +88,36 @@ class VitPrompt(nn.Module):
         return patch_embed.norm(x.flatten(2).transpose(1, 2))
 
 
-def check_vit(backbone: nn.Module) -> None:
-    """Raise MethodError unless `backbone` is a timm VisionTransformer prompts can enter."""
+def is_vit(backbone: nn.Module) -> bool:
+    """Whether `backbone` is a timm VisionTransformer prompt tokens can enter."""
     needed = ("patch_embed", "_pos_embed", "blocks", "norm", "num_prefix_tokens")
-    if not all(hasattr(backbone, name) for name in needed):
-        raise MethodError(
-            f"prompt tokens need a timm VisionTransformer; {type(backbone).__name__} is not one"
-        )
+    return all(hasattr(backbone, name) for name in needed)
 
 
-def vit_tokens(backbone: nn.Module, images: torch.Tensor, prompt: VitPrompt | None) -> torch.Tensor:
-    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone."""
+def reads_only_cls(backbone: nn.Module, output: str) -> bool:
+    """Whether the features are the final-norm [CLS] token alone (its last block needs one row)."""
+    return (
+        output == "cls"
+        and getattr(backbone, "has_class_token", False)
+        and getattr(backbone, "global_pool", None) == "token"
+        and getattr(backbone, "attn_pool", None) is None
+    )
+
+
+def vit_tokens(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    prompt: VitPrompt | None,
+    *,
+    cls_only: bool = False,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone.
+
+    Rows nobody reads are not computed: prompt outputs that the next block replaces,
+    and with `cls_only` every row of the last block but [CLS] (then the result is
+    `(B, 1, C)`). `checkpoint` recomputes each block in the backward pass to save memory.
+    """
     if prompt is not None and prompt.location == "concat-channel":
         x = prompt.channel_tokens(images, backbone)
     else:
@@ -105,18 +126,41 @@ def vit_tokens(backbone: nn.Module, images: torch.Tensor, prompt: VitPrompt | No
     x = backbone.patch_drop(x)
     x = backbone.norm_pre(x)
     prefix = backbone.num_prefix_tokens
-    inserted = 0
+    last = len(backbone.blocks) - 1
     for index, block in enumerate(backbone.blocks):
+        kv_tokens = None
         if prompt is not None and prompt.first_block <= index <= prompt.last_block:
             tokens = prompt.block_tokens(index - prompt.first_block, x.shape[0], backbone)
             if prompt.location == "add":
                 x = torch.cat([x[:, :prefix], x[:, prefix:] + tokens], dim=1)
             elif prompt.location != "concat-channel":
-                # Insert at the first prompted block, replace the previous outputs after it.
-                x = torch.cat([x[:, :prefix], tokens, x[:, prefix + inserted:]], dim=1)
-                inserted = tokens.shape[1]
-        x = block(x)
+                if index < prompt.last_block or (cls_only and index == last):
+                    # The next block replaces these prompts' outputs (or the head reads only
+                    # [CLS]): they only give keys and values.
+                    kv_tokens = tokens
+                else:
+                    # The last prompted block's outputs travel on like shallow prompts.
+                    x = torch.cat([x[:, :prefix], tokens, x[:, prefix:]], dim=1)
+        rows = slice(0, 1) if cls_only and index == last else slice(None)
+        if checkpoint and torch.is_grad_enabled():
+            x = torch.utils.checkpoint.checkpoint(
+                block_forward_rows, block, x, rows, kv_tokens, prefix, use_reentrant=False
+            )
+        else:
+            x = block_forward_rows(block, x, rows, kv_tokens, prefix)
     return backbone.norm(x)
+
+
+def vit_features(
+    backbone: nn.Module, images: torch.Tensor, prompt: VitPrompt | None, output: str, *, checkpoint: bool = False
+) -> torch.Tensor:
+    """Pre-head features `(B, num_features)` of the prompted backbone (see `pool_tokens`)."""
+    if reads_only_cls(backbone, output):
+        tokens = vit_tokens(backbone, images, prompt, cls_only=True, checkpoint=checkpoint)
+        # What the backbone's token pooling reads: [CLS], then its fc_norm.
+        return backbone.fc_norm(tokens[:, 0])
+    tokens = vit_tokens(backbone, images, prompt, checkpoint=checkpoint)
+    return pool_tokens(backbone, tokens, prompt.num_prompts if prompt is not None else 0, output)
 
 
 def pool_tokens(backbone: nn.Module, tokens: torch.Tensor, num_prompts: int, output: str) -> torch.Tensor:

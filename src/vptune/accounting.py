@@ -1,0 +1,92 @@
+"""Storage accounting: what a method stores per task, and the paper's "Total params" for T tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from safetensors.torch import save as serialize
+
+from .api import create
+from .backbones import build_backbone
+from .errors import VptuneError
+from .persistence import task_file_contents
+
+
+@dataclass(frozen=True)
+class StorageReport:
+    """Parameters and bytes one task adds to a backbone.
+
+    `tuned_params` counts every trainable tensor of a task, its `num_classes` head included
+    (`head_params`); `bytes_per_task` is the exact size of the file `vptune.save` writes.
+    """
+
+    backbone: str
+    method: str
+    options: dict[str, Any]
+    num_classes: int
+    tasks: int
+    backbone_params: int
+    tuned_params: int
+    head_params: int
+    shares_backbone: bool
+    bytes_per_task: int
+
+    @property
+    def share(self) -> float:
+        """Tuned parameters per task as a fraction of the backbone's."""
+        return self.tuned_params / self.backbone_params
+
+    @property
+    def stored_params(self) -> int:
+        """Parameters stored for `tasks` tasks: the shared backbone once, plus every task's."""
+        return (self.backbone_params if self.shares_backbone else 0) + self.tasks * self.tuned_params
+
+    @property
+    def total_multiple(self) -> float:
+        """The paper's "Total params": stored parameters over the backbone's.
+
+        As in the paper, a method that tunes every backbone tensor (Full) shares nothing, so
+        T tasks store T tuned copies (24.02x for 24 tasks on ViT-B); any other method stores
+        the backbone once plus T per-task sets (e.g. Partial-1 is 3.00x).
+        """
+        return self.stored_params / self.backbone_params
+
+
+def storage_report(
+    backbone: str,
+    method: str,
+    *,
+    tasks: int = 1,
+    num_classes: int = 100,
+    pretrained: bool = False,
+    img_size: int | None = None,
+    arch: str | None = None,
+    **method_options: Any,
+) -> StorageReport:
+    """Build `method` on `backbone` and measure what each of `tasks` tasks stores.
+
+    Only shapes matter, so the backbone is randomly initialised unless `pretrained`.
+    Raises VptuneError (BackboneError, MethodError) for unusable arguments.
+    """
+    if not isinstance(tasks, int) or tasks < 1:
+        raise VptuneError(f"tasks must be a whole number >= 1, got {tasks!r}")
+    module, ref = build_backbone(backbone, pretrained=pretrained, img_size=img_size, arch=arch)
+    pretrained_params = list(module.parameters())
+    model = create(
+        module, method, num_classes,
+        pretrained=ref.pretrained, img_size=img_size, backbone_id=ref.id, **method_options,
+    )
+    tensors, metadata = task_file_contents(model)
+    return StorageReport(
+        backbone=ref.id,
+        method=method,
+        options=model.config["options"],
+        num_classes=num_classes,
+        tasks=tasks,
+        backbone_params=sum(p.numel() for p in pretrained_params),
+        tuned_params=sum(p.numel() for p in model.trainable_parameters().values()),
+        head_params=sum(p.numel() for p in model.head.parameters()),
+        shares_backbone=not all(p.requires_grad for p in pretrained_params),
+        bytes_per_task=len(serialize(tensors, metadata)),
+    )
