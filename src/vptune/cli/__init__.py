@@ -1,0 +1,1 @@
+"""The `vptune` command line: one module per subcommand."""

@@ -1,0 +1,32 @@
+"""`vptune eval`: metrics of a finished run on a split; the last line is one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..engine import evaluate_run
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate a run folder on a split")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `vptune train`")
+    parser.add_argument("--split", default="test", help="split to evaluate (test)")
+    parser.add_argument("--data", help="data root, if not the one the run was trained from")
+    parser.add_argument("--batch-size", type=int, help="evaluation batch size (the run's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or table, only the JSON line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = evaluate_run(args.run_dir, args.split, data=args.data, batch_size=args.batch_size,
+                           device=args.device, quiet=args.quiet)
+    result = {"run": args.run_dir, **metrics}
+    if not args.quiet:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown}")
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,54 @@
+"""Command-line options shared by subcommands: method options and their parsing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from ..errors import VptuneError
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """Flags for the method's options; unset flags leave the method's own defaults."""
+    group = parser.add_argument_group("method options")
+    group.add_argument("--num-prompts", type=int, default=argparse.SUPPRESS, help="prompt tokens per block (10)")
+    group.add_argument("--prompt-dropout", type=float, default=argparse.SUPPRESS,
+                       help="dropout on prompts (0.1 deep, 0 shallow)")
+    group.add_argument("--prompt-dim", type=int, default=argparse.SUPPRESS,
+                       help="learn prompts of this size and project them to the model width")
+    group.add_argument("--deep-blocks", default=argparse.SUPPRESS, metavar="I-J",
+                       help="prompt only blocks I..J (1-based, inclusive), e.g. 1-6")
+    group.add_argument("--location", default=argparse.SUPPRESS,
+                       help="prepend (default), add, prepend-pixel, concat-channel")
+    group.add_argument("--output", default=argparse.SUPPRESS,
+                       help="features the head reads: cls (default), image-pool, prompt-pool, global-pool")
+    group.add_argument("--option", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                       help="any other method option, e.g. --option reduction=8 (repeatable)")
+
+
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method options given on the command line, typed."""
+    options: dict[str, Any] = {}
+    for flag in ("num_prompts", "prompt_dropout", "prompt_dim", "location", "output"):
+        if flag in args:
+            options[flag] = getattr(args, flag)
+    if "deep_blocks" in args:
+        options["deep_blocks"] = parse_block_range(args.deep_blocks)
+    for item in getattr(args, "option", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise VptuneError(f"--option takes KEY=VALUE, got '{item}'")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def parse_block_range(text: str) -> list[int]:
+    """'1-6' or '1,6' -> [1, 6]."""
+    parts = text.replace(",", "-").split("-")
+    try:
+        first, last = (int(p) for p in parts)
+    except ValueError:
+        raise VptuneError(f"--deep-blocks takes I-J (e.g. 1-6), got '{text}'") from None
+    return [first, last]

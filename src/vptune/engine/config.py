@@ -1,0 +1,98 @@
+"""The configuration of one training run; the CLI and YAML files fill the same dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import VptuneError
+
+OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run's result. Defaults were measured on the offline backbone."""
+
+    data: str = ""
+    task: str = ""
+    out: str = "runs/run"
+    train_split: str | None = None
+    eval_split: str | None = None
+    protocol: str | None = None
+    backbone: str = "dinov2-s14-imgfocus"
+    arch: str | None = None
+    pretrained: bool = True
+    allow_keys: list[str] = field(default_factory=list)
+    method: str = "vpt-deep"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    img_size: int | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    scale_lr: bool = False
+    weight_decay: float = 1e-4
+    decay_tuned_tokens: bool = False
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    grad_clip: float | None = None
+    precision: str = "fp32"
+    grad_checkpointing: bool = False
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    skip_bad_images: bool = False
+    quiet: bool = False
+
+    def validate(self) -> None:
+        """Raise VptuneError for values no run can use."""
+        if not self.data or not self.task:
+            raise VptuneError("a run needs --data ROOT and --task NAME")
+        if self.optimizer not in OPTIMIZERS:
+            raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        for name, value in positive.items():
+            if value <= 0:
+                raise VptuneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise VptuneError("--weight-decay and --warmup-epochs must be >= 0")
+        if self.img_size is not None and self.img_size <= 0:
+            raise VptuneError(f"--img-size must be > 0, got {self.img_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a mapping; unknown keys raise VptuneError naming the valid ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Key/value mapping from a YAML config file (keys are TrainConfig field names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VptuneError(f"config file '{path}' does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise VptuneError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(values, dict):
+        raise VptuneError(f"config file '{path}' must hold a mapping of option: value")
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def write_yaml(values: dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(values, sort_keys=False))

@@ -1,0 +1,119 @@
+"""Evaluation of a model on a split, and of a finished run folder."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..errors import VptuneError
+from ..model import TunedModel
+from ..persistence import load
+from .config import TrainConfig, read_yaml
+from .distributed import Dist, gather_tensors, init_distributed
+from .loaders import InputSpec, build_dataset, build_loader
+from .metrics import classification_metrics
+from .runinfo import progress
+
+TASK_FILE = "task.safetensors"
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CPU or GPU when asked, a no-op context otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, loader: DataLoader, device: torch.device, ctx: Dist, *, precision: str, show: bool, desc: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of every sample the loader covers, gathered from all ranks."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for images, targets in progress(loader, desc, enabled=show):
+        with autocast(device, precision):
+            logits.append(model(images.to(device)).float().cpu())
+        labels.append(targets)
+    model.train(was_training)
+    return gather_tensors(torch.cat(logits), ctx), gather_tensors(torch.cat(labels), ctx)
+
+
+def evaluate_split(
+    model: nn.Module, loader: DataLoader, device: torch.device, ctx: Dist, *, precision: str, show: bool, desc: str
+) -> dict[str, float]:
+    logits, labels = predict_logits(model, loader, device, ctx, precision=precision, show=show, desc=desc)
+    return classification_metrics(logits, labels)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' picks the GPU when there is one; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise VptuneError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VptuneError(f"device '{name}' asked for, but this machine has no usable GPU")
+    return device
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved configuration a run folder recorded."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise VptuneError(f"'{run_dir}' is not a vptune run folder (no config.yaml)")
+    return TrainConfig.from_dict(read_yaml(path))
+
+
+def load_run_model(run_dir: str | Path, config: TrainConfig) -> TunedModel:
+    """The run's final per-task file on the backbone it was trained on."""
+    path = Path(run_dir) / TASK_FILE
+    if not path.is_file():
+        raise VptuneError(f"run '{run_dir}' has no {TASK_FILE} yet; finish it with `vptune train --resume --out {run_dir}`")
+    # Random-init backbones are rebuilt from the run's seed, as training built them.
+    torch.manual_seed(config.seed)
+    return load(path)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    *,
+    data: str | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a finished run on `split` (of its own data root unless `data` is given)."""
+    config = run_config(run_dir)
+    torch_device = pick_device(device)
+    ctx = init_distributed(torch_device)
+    model = load_run_model(run_dir, config).to(torch_device)
+    spec = InputSpec(config.protocol, config.img_size, *_normalisation(model))
+    dataset = build_dataset(
+        data or config.data, config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
+    )
+    if dataset.num_classes > model.num_classes:
+        raise VptuneError(
+            f"split '{split}' has {dataset.num_classes} classes but the model was trained for {model.num_classes}"
+        )
+    loader = build_loader(dataset, batch_size or config.batch_size, ctx, shuffle=False, seed=config.seed, epoch=0,
+                          num_workers=config.num_workers)
+    metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
+                             show=not quiet and ctx.is_main, desc=f"eval {split}")
+    return {"split": split, **metrics, "skipped_images": len(dataset.skipped)}
+
+
+def _normalisation(model: TunedModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    import timm.data
+
+    data_config = timm.data.resolve_model_data_config(model.backbone)
+    return tuple(data_config["mean"]), tuple(data_config["std"])

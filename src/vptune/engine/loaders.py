@@ -1,0 +1,76 @@
+"""From a run's configuration to datasets and loaders of its task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm.data
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+
+from ..data import ImageDataset, build_transform, load_split
+from ..data.formats import detect_format, resolve_task_dir
+from .distributed import Dist
+
+DEFAULT_SPLITS = {"vtab": ("train800", "val200"), "fgvc": ("train", "val"), "folders": ("train", "val")}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images are turned into model inputs for one run."""
+
+    protocol: str
+    img_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def task_format(data: str, task: str) -> str:
+    """The layout of `<data>/<task>`: 'vtab', 'fgvc' or 'folders'."""
+    return detect_format(resolve_task_dir(data, task))
+
+
+def default_splits(fmt: str) -> tuple[str, str]:
+    """(train, validation) split names of a layout."""
+    return DEFAULT_SPLITS[fmt]
+
+
+def input_spec(backbone: nn.Module, protocol: str) -> InputSpec:
+    """Image size from the backbone, normalisation from its own pretrained config."""
+    config = timm.data.resolve_model_data_config(backbone)
+    patch_embed = getattr(backbone, "patch_embed", None)
+    size = patch_embed.img_size[0] if patch_embed is not None and patch_embed.img_size else config["input_size"][-1]
+    return InputSpec(protocol, int(size), tuple(config["mean"]), tuple(config["std"]))
+
+
+def build_dataset(
+    data: str, task: str, split: str, spec: InputSpec, *, train: bool, seed: int, skip_bad_images: bool
+) -> ImageDataset:
+    """The images of one split, transformed for the model; decoded images are cached."""
+    task_split = load_split(data, task, split, seed=seed)
+    transform = build_transform(spec.protocol, spec.img_size, spec.mean, spec.std, train=train)
+    return ImageDataset(task_split, transform, cache_images=True, skip_bad_images=skip_bad_images)
+
+
+def build_loader(
+    dataset: ImageDataset, batch_size: int, ctx: Dist, *, shuffle: bool, seed: int, epoch: int, num_workers: int
+) -> DataLoader:
+    """A loader whose order depends only on (seed, epoch), so resumed runs repeat it exactly.
+
+    Under torchrun each rank reads its own shard and `batch_size` is split over ranks.
+    """
+    per_rank = max(1, batch_size // ctx.world_size)
+    if ctx.enabled and shuffle:
+        sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+    elif ctx.enabled:
+        sampler = list(range(ctx.rank, len(dataset), ctx.world_size))
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed * 100_003 + epoch),
+    )

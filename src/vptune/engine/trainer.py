@@ -1,0 +1,220 @@
+"""The training loop: seeded, resumable, validated each epoch, distributed under torchrun."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..api import create
+from ..errors import TrainingError, VptuneError
+from ..persistence import save
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .config import TrainConfig, read_yaml, write_yaml
+from .distributed import Dist, init_distributed
+from .features import extract_features, trains_head_only
+from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
+from .loaders import build_dataset, build_loader, default_splits, input_spec, task_format
+from .optim import build_optimizer, effective_lr, lr_at, set_lr
+from .runinfo import MetricsLog, environment, progress, write_json
+
+# Settings that may change when a run is resumed: they do not affect its result.
+RUNTIME_KEYS = ("quiet", "device", "num_workers", "out")
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Train one task as configured; return the summary written to `summary.json`."""
+    run_dir = Path(config.out)
+    if resume:
+        config = _resumed_config(config, run_dir)
+    config.validate()
+    device = pick_device(config.device)
+    ctx = init_distributed(device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    if not resume:
+        _check_fresh(run_dir)
+    return _Run(config, run_dir, device, ctx, resume).fit()
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist, resume: bool) -> None:
+        self.config, self.run_dir, self.device, self.ctx = config, run_dir, device, ctx
+        self.show = not config.quiet and ctx.is_main
+        fmt = task_format(config.data, config.task)
+        default_train, default_eval = default_splits(fmt)
+        config.train_split = config.train_split or default_train
+        config.eval_split = config.eval_split if config.eval_split is not None else default_eval
+        config.protocol = config.protocol or fmt
+        torch.manual_seed(config.seed)  # random-init backbones are rebuilt from this seed
+        train_probe = self._dataset(config.train_split, train=True, spec=None)
+        self.model = create(
+            config.backbone, config.method, train_probe.num_classes, pretrained=config.pretrained,
+            img_size=config.img_size, arch=config.arch, allow_keys=tuple(config.allow_keys),
+            class_names=train_probe.class_names, **config.method_options,
+        ).to(device)
+        if config.grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+        self.spec = input_spec(self.model.backbone, config.protocol)
+        config.img_size = self.spec.img_size
+        config.method_options = self.model.config["options"]
+        self.train_set = self._dataset(config.train_split, train=True, spec=self.spec)
+        self.eval_set = self._dataset(config.eval_split, train=False, spec=self.spec) if config.eval_split else None
+        if self.eval_set is not None and self.eval_set.num_classes > self.train_set.num_classes:
+            raise VptuneError(f"split '{config.eval_split}' has classes that '{config.train_split}' lacks")
+        self.optimizer = build_optimizer(self.model, config)
+        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.warmup_steps = min(self.total_steps - 1, round(config.warmup_epochs * self.steps_per_epoch))
+        # Resize-only transforms give the same features every epoch: compute them once.
+        self.features_cached = trains_head_only(self.model) and config.protocol == "vtab"
+        trained = self.model
+        if self.features_cached:
+            self.train_set = self._features(self.train_set, config.train_split)
+            self.eval_set = self._features(self.eval_set, config.eval_split) if self.eval_set is not None else None
+            trained = self.model.head
+        self.net = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None) \
+            if ctx.enabled else trained
+        self.start_epoch, self.best, self.best_state = 0, None, None
+        if resume:
+            self._restore(load_checkpoint(run_dir))
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_yaml(config.to_dict(), run_dir / "config.yaml")
+            write_json(environment(device, ctx.world_size), run_dir / "environment.json")
+            self.log = MetricsLog(run_dir)
+
+    def _dataset(self, split: str, *, train: bool, spec):
+        config = self.config
+        if spec is None:  # only the split's classes are needed, before the backbone exists
+            from ..data import load_split
+
+            return load_split(config.data, config.task, split, seed=config.seed)
+        return build_dataset(config.data, config.task, split, spec, train=train, seed=config.seed,
+                             skip_bad_images=config.skip_bad_images)
+
+    def _features(self, dataset, split: str):
+        return extract_features(self.model, dataset, self.device, self.ctx, batch_size=self.config.batch_size,
+                                show=self.show, desc=f"features {split}")
+
+    def fit(self) -> dict[str, Any]:
+        started = time.time()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            row = self._train_epoch(epoch)
+            if self.eval_set is not None:
+                metrics = evaluate_split(self.net, self._loader(self.eval_set, epoch, shuffle=False), self.device,
+                                         self.ctx, precision=self.config.precision, show=self.show,
+                                         desc=f"eval {self.config.eval_split}")
+                row.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
+                self._select(epoch, metrics["top1"])
+            row["seconds"] = round(time.time() - started, 2)
+            if self.ctx.is_main:
+                self.log.append(row)
+                save_checkpoint(self.run_dir, self._state(epoch + 1))
+                if self.show:
+                    print(_epoch_line(row), flush=True)
+        return self._finish(time.time() - started)
+
+    def _loader(self, dataset, epoch: int, *, shuffle: bool):
+        config = self.config
+        return build_loader(dataset, config.batch_size, self.ctx, shuffle=shuffle, seed=config.seed, epoch=epoch,
+                            num_workers=config.num_workers)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        config = self.config
+        # Prompt dropout and augmentation draw from this seed, so a resumed epoch repeats exactly.
+        torch.manual_seed(config.seed * 100_003 + epoch + 1)
+        self.net.train()
+        base_lr = effective_lr(config)
+        loss_sum, correct, seen = 0.0, 0, 0
+        loader = self._loader(self.train_set, epoch, shuffle=True)
+        bar = progress(loader, f"epoch {epoch + 1}/{config.epochs}", enabled=self.show)
+        for step_in_epoch, (images, labels) in enumerate(bar):
+            step = epoch * self.steps_per_epoch + step_in_epoch
+            lr = lr_at(step, self.total_steps, self.warmup_steps, base_lr)
+            set_lr(self.optimizer, lr)
+            images, labels = images.to(self.device), labels.to(self.device)
+            with autocast(self.device, config.precision):
+                logits = self.net(images)
+            loss = F.cross_entropy(logits.float(), labels)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1} (lr {lr:.3g}); "
+                    "lower --lr or set --grad-clip"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters().values(), config.grad_clip)
+            self.optimizer.step()
+            loss_sum += loss.item() * labels.numel()
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += labels.numel()
+        return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen}
+
+    def _select(self, epoch: int, top1: float) -> None:
+        """Keep the tuned tensors of the best validation epoch (never chosen by test)."""
+        if self.config.eval_split == "test":
+            return  # test is reported, never used to choose
+        if self.best is None or top1 > self.best["top1"]:
+            self.best = {"epoch": epoch + 1, "top1": top1}
+            self.best_state = {k: v.clone().cpu() for k, v in self.model.tuned_state_dict().items()}
+
+    def _state(self, next_epoch: int) -> dict[str, Any]:
+        return {
+            "next_epoch": next_epoch,
+            "tuned": {k: v.cpu() for k, v in self.model.tuned_state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "best": self.best,
+            "best_state": self.best_state,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["tuned"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch, self.best, self.best_state = state["next_epoch"], state["best"], state["best_state"]
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state, strict=False)
+        summary = {
+            "selected_epoch": self.best["epoch"] if self.best else self.config.epochs,
+            "selected_by": f"{self.config.eval_split} top1" if self.best else "last epoch",
+            "val_top1": self.best["top1"] if self.best else None,
+            "train_seconds_this_session": round(seconds, 2),
+            "features_cached": self.features_cached,
+            "tuned_parameters": sum(p.numel() for p in self.model.trainable_parameters().values()),
+        }
+        if self.ctx.is_main:
+            path = save(self.model, self.run_dir / TASK_FILE)
+            summary["task_file_bytes"] = path.stat().st_size
+            write_json(summary, self.run_dir / "summary.json")
+            self.log.close()
+        return summary
+
+
+def _epoch_line(row: dict[str, Any]) -> str:
+    parts = [f"epoch {row['epoch']}", f"loss {row['train_loss']:.4f}", f"train top1 {row['train_top1']:.4f}"]
+    if "val_top1" in row:
+        parts.append(f"val top1 {row['val_top1']:.4f}")
+    return " | ".join(parts + [f"{row['seconds']:.0f}s"])
+
+
+def _check_fresh(run_dir: Path) -> None:
+    if (run_dir / CHECKPOINT).exists() or (run_dir / TASK_FILE).exists():
+        raise VptuneError(f"run folder '{run_dir}' already holds a run; add --resume to continue it or pick another --out")
+
+
+def _resumed_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    saved = TrainConfig.from_dict(read_yaml(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
+    if saved is None:
+        raise VptuneError(f"nothing to resume in '{run_dir}': no config.yaml; start without --resume")
+    for key in RUNTIME_KEYS:
+        setattr(saved, key, getattr(config, key))
+    return saved

@@ -1,0 +1,1 @@
+"""Multi-run workflows built on the engine: the demo, sweeps, reports."""
