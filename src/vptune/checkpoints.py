@@ -10,7 +10,10 @@ from torch import nn
 from .errors import BackboneError
 
 # Wrappers that training frameworks put around a model's own keys.
-_STRIP_PREFIXES = ("module.base_encoder.", "module.", "base_encoder.", "model.", "backbone.")
+_STRIP_PREFIXES = ("module.", "model.", "backbone.")
+# MoCo v3 keeps the encoder to transfer under this prefix, beside its momentum encoder and
+# predictor; those stay under their own names and are refused unless allowed.
+_ENCODER_PREFIX = "base_encoder."
 _NESTED_KEYS = ("state_dict", "model", "module", "teacher")
 
 
@@ -71,6 +74,8 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for prefix in _STRIP_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
+    if any(k.startswith(_ENCODER_PREFIX) for k in state):
+        state = {k.removeprefix(_ENCODER_PREFIX): v for k, v in state.items()}
     return state
 
 
@@ -88,6 +93,11 @@ def _allowed(key: str, allow_keys: tuple[str, ...]) -> bool:
 
 
 def _short(keys: list[str]) -> str:
+    """Keys grouped by their first name part: 'decoder_embed.weight, momentum_encoder.* (152 keys)'."""
     if not keys:
         return "none"
-    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key.split(".")[0], []).append(key)
+    parts = [names[0] if len(names) == 1 else f"{group}.* ({len(names)} keys)" for group, names in groups.items()]
+    return ", ".join(parts[:8]) + (f" (+{len(parts) - 8} more groups)" if len(parts) > 8 else "")
