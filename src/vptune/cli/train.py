@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
+    parser.add_argument("--no-cache-features", dest="cache_features", action="store_false",
+                        help="run the frozen backbone every epoch even when only the head trains")
     parser.add_argument("--seed", type=int, help=f"seed of data order, dropout and init ({defaults.seed})")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--num-workers", type=int, help="data loader processes (0)")

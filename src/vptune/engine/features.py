@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from collections import OrderedDict
+from collections.abc import Hashable
+
 from ..model import TunedModel
 from .distributed import Dist, gather_tensors
 from .loaders import build_loader
@@ -15,6 +18,25 @@ def trains_head_only(model: TunedModel) -> bool:
     """True when every trainable tensor belongs to the head, so backbone features never change."""
     names = model.trainable_parameters()
     return bool(names) and all(name.startswith("head.") for name in names)
+
+
+# Features by (backbone weights, output, split, transform): sweep trials in one process reuse them.
+_CACHE: OrderedDict[Hashable, TensorDataset] = OrderedDict()
+_CACHE_ENTRIES = 16
+
+
+def cached_features(
+    model: TunedModel, dataset: Dataset, key: Hashable, device: torch.device, ctx: Dist, *,
+    batch_size: int, show: bool, desc: str,
+) -> TensorDataset:
+    """`extract_features`, computed once per process for the same weights, output and data."""
+    full_key = (model.backbone_fingerprint, model.output, ctx.world_size, key)
+    if full_key not in _CACHE:
+        _CACHE[full_key] = extract_features(model, dataset, device, ctx, batch_size=batch_size, show=show, desc=desc)
+        if len(_CACHE) > _CACHE_ENTRIES:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(full_key)
+    return _CACHE[full_key]
 
 
 @torch.no_grad()

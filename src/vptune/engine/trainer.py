@@ -17,7 +17,7 @@ from ..persistence import save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig, read_yaml, write_yaml
 from .distributed import Dist, init_distributed
-from .features import extract_features, trains_head_only
+from .features import cached_features, trains_head_only
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from .loaders import build_dataset, build_loader, default_splits, input_spec, task_format
 from .optim import build_optimizer, effective_lr, lr_at, set_lr
@@ -73,7 +73,7 @@ class _Run:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = min(self.total_steps - 1, round(config.warmup_epochs * self.steps_per_epoch))
         # Resize-only transforms give the same features every epoch: compute them once.
-        self.features_cached = trains_head_only(self.model) and config.protocol == "vtab"
+        self.features_cached = config.cache_features and trains_head_only(self.model) and config.protocol == "vtab"
         trained = self.model
         if self.features_cached:
             self.train_set = self._features(self.train_set, config.train_split)
@@ -100,8 +100,10 @@ class _Run:
                              skip_bad_images=config.skip_bad_images)
 
     def _features(self, dataset, split: str):
-        return extract_features(self.model, dataset, self.device, self.ctx, batch_size=self.config.batch_size,
-                                show=self.show, desc=f"features {split}")
+        config = self.config
+        key = (str(Path(config.data).resolve()), config.task, split, self.spec, config.skip_bad_images)
+        return cached_features(self.model, dataset, key, self.device, self.ctx, batch_size=config.batch_size,
+                               show=self.show, desc=f"features {split}")
 
     def fit(self) -> dict[str, Any]:
         started = time.time()
