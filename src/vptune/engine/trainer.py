@@ -16,8 +16,9 @@ from ..errors import TrainingError, VptuneError
 from ..persistence import save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig, read_yaml, write_yaml
-from .distributed import Dist, init_distributed
+from .distributed import Dist, broadcast_flag, init_distributed, shutdown, sum_over_ranks
 from .features import cached_features, trains_head_only
+from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from .loaders import build_dataset, build_loader, default_splits, input_spec, task_format
 from .optim import build_optimizer, effective_lr, lr_at, set_lr
@@ -38,9 +39,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
-    if not resume:
-        _check_fresh(run_dir)
-    return _Run(config, run_dir, device, ctx, resume).fit()
+    try:
+        if not resume:
+            _check_fresh(run_dir)
+        return _Run(config, run_dir, device, ctx, resume).fit()
+    finally:
+        shutdown(ctx)
 
 
 class _Run:
@@ -68,6 +72,8 @@ class _Run:
         self.eval_set = self._dataset(config.eval_split, train=False, spec=self.spec) if config.eval_split else None
         if self.eval_set is not None and self.eval_set.num_classes > self.train_set.num_classes:
             raise VptuneError(f"split '{config.eval_split}' has classes that '{config.train_split}' lacks")
+        splits = [ds for ds in (self.train_set, self.eval_set) if ds is not None]
+        self.skipped_images = {ds.split.split: len(ds.skipped) for ds in splits}
         self.optimizer = build_optimizer(self.model, config)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -79,6 +85,8 @@ class _Run:
             self.train_set = self._features(self.train_set, config.train_split)
             self.eval_set = self._features(self.eval_set, config.eval_split) if self.eval_set is not None else None
             trained = self.model.head
+        elif config.cache_features and config.protocol == "vtab" and (first := first_tuned_block(self.model)):
+            trained = self._reuse_frozen_prefix(first) or trained
         self.net = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None) \
             if ctx.enabled else trained
         self.start_epoch, self.best, self.best_state = 0, None, None
@@ -104,6 +112,19 @@ class _Run:
         key = (str(Path(config.data).resolve()), config.task, split, self.spec, config.skip_bad_images)
         return cached_features(self.model, dataset, key, self.device, self.ctx, batch_size=config.batch_size,
                                show=self.show, desc=f"features {split}")
+
+    def _reuse_frozen_prefix(self, first: int) -> TunedTail | None:
+        """Swap the datasets for the tokens entering block `first` and return the model tail."""
+        config = self.config
+        datasets = [self.train_set] + ([self.eval_set] if self.eval_set is not None else [])
+        cached = [prefix_tokens(self.model, first, d, self.device, self.ctx, batch_size=config.batch_size,
+                                show=self.show, desc=f"tokens before block {first + 1}") for d in datasets]
+        if any(c is None for c in cached):
+            return None
+        self.train_set = cached[0]
+        self.eval_set = cached[1] if self.eval_set is not None else None
+        self.features_cached = True
+        return TunedTail(self.model, first)
 
     def fit(self) -> dict[str, Any]:
         started = time.time()
@@ -145,9 +166,11 @@ class _Run:
             with autocast(self.device, config.precision):
                 logits = self.net(images)
             loss = F.cross_entropy(logits.float(), labels)
-            if not torch.isfinite(loss):
+            # Every rank stops at the same step, so none waits forever in the next gradient all-reduce.
+            if broadcast_flag(not torch.isfinite(loss), self.ctx):
+                value = loss.item() if not torch.isfinite(loss) else "non-finite on another rank"
                 raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1} (lr {lr:.3g}); "
+                    f"loss became {value} at epoch {epoch + 1}, step {step_in_epoch + 1} (lr {lr:.3g}); "
                     "lower --lr or set --grad-clip"
                 )
             self.optimizer.zero_grad(set_to_none=True)
@@ -158,6 +181,7 @@ class _Run:
             loss_sum += loss.item() * labels.numel()
             correct += int((logits.argmax(1) == labels).sum())
             seen += labels.numel()
+        loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen], self.ctx)
         return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen}
 
     def _select(self, epoch: int, top1: float) -> None:
@@ -191,6 +215,7 @@ class _Run:
             "val_top1": self.best["top1"] if self.best else None,
             "train_seconds_this_session": round(seconds, 2),
             "features_cached": self.features_cached,
+            "skipped_images": self.skipped_images,
             "tuned_parameters": sum(p.numel() for p in self.model.trainable_parameters().values()),
         }
         if self.ctx.is_main:
