@@ -1,10 +1,17 @@
-"""Tiny timm backbones shared by the tests."""
+"""Tiny timm backbones, offline task data and CLI helpers shared by the tests."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import timm
 import pytest
 import torch
+
+from vptune.data import prepare_task
 
 TINY = dict(img_size=32, patch_size=8, depth=3, embed_dim=64, num_heads=2, num_classes=0)
 
@@ -31,3 +38,61 @@ def variant_vit(request) -> torch.nn.Module:
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+# ------------------------------------------------------------ training runs
+
+# The smallest CLI backbone: a random vit_tiny at 32 px (4 patches), built in a blink.
+TINY_CLI = ["--backbone", "vit_tiny_patch16_224", "--no-pretrained", "--img-size", "32"]
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+SMALL_SPLITS = {"train800": 256, "val200": 64, "train800val200": 320, "test": 100}
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory) -> Path:
+    """sklearn digits in VTAB-1k layout (800 train, 200 val, 797 test), prepared once per session."""
+    root = tmp_path_factory.mktemp("digits-data")
+    prepare_task("digits", root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_digits_root(digits_root, tmp_path_factory) -> Path:
+    """Digits with fewer images per split (SMALL_SPLITS) and spelled-out class names."""
+    root = tmp_path_factory.mktemp("small-digits-data")
+    task = root / "digits"
+    task.mkdir()
+    (task / "images").symlink_to(digits_root / "digits" / "images")
+    for split, n in SMALL_SPLITS.items():
+        lines = (digits_root / "digits" / f"{split}.txt").read_text().splitlines()[:n]
+        (task / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (task / "classes.txt").write_text("\n".join(DIGIT_NAMES) + "\n")
+    return root
+
+
+def copy_task(source_root: Path, root: Path, task: str = "digits") -> Path:
+    """A copy of a task's split lists and classes.txt under `root` (images are linked); returns the task folder."""
+    source, folder = source_root / task, root / task
+    folder.mkdir(parents=True)
+    (folder / "images").symlink_to((source / "images").resolve())
+    for path in source.glob("*.txt"):
+        (folder / path.name).write_text(path.read_text())
+    return folder
+
+
+def run_vptune(*args, prefix: tuple[str, ...] = ("-m", "vptune"), timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process (one BLAS thread, so results repeat exactly)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *prefix, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def assert_one_line_error(code: int, stderr: str, *fragments: str) -> str:
+    """A non-zero exit with exactly one stderr line, `vptune: error: ...`, holding every fragment."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code != 0
+    assert "Traceback" not in stderr
+    assert len(lines) == 1 and lines[0].startswith("vptune: error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]

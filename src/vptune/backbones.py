@@ -55,6 +55,7 @@ def build_backbone(
     else:
         model = _create_timm(backbone, pretrained=pretrained, img_size=img_size)
         ref = BackboneRef(backbone, backbone, img_size, pretrained)
+    _check_patch_grid(model, backbone)
     freeze(model)
     return model, ref
 
@@ -104,6 +105,20 @@ def _create_timm(name: str, *, pretrained: bool, img_size: int | None) -> nn.Mod
             "check the network, or use pretrained=False, a local checkpoint, or "
             f"the offline backbone '{OFFLINE_DEFAULT}'"
         ) from exc
+
+
+def _check_patch_grid(model: nn.Module, backbone: str) -> None:
+    # timm floors the patch grid, so a size that is not a multiple of the patch would drop border pixels unseen.
+    patch_embed = getattr(model, "patch_embed", None)
+    img_size, patch_size = getattr(patch_embed, "img_size", None), getattr(patch_embed, "patch_size", None)
+    if img_size is None or patch_size is None:
+        return
+    for size, patch in zip(img_size, patch_size):
+        if size % patch:
+            nearest = max(patch, round(size / patch) * patch)
+            raise BackboneError(
+                f"img_size {size} is not a multiple of the patch size {patch} of backbone '{backbone}'; try {nearest}"
+            )
 
 
 def _build_imgfocus(img_size: int) -> nn.Module:

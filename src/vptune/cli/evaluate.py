@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..engine import evaluate_run
+from ..engine.distributed import is_main_process
 
 
 def register(subparsers) -> None:
@@ -23,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_run(args.run_dir, args.split, data=args.data, batch_size=args.batch_size,
                            device=args.device, quiet=args.quiet)
     result = {"run": args.run_dir, **metrics}
+    if not is_main_process():
+        return 0  # under torchrun every rank holds the gathered metrics; rank 0 prints them
     if not args.quiet:
         width = max(len(k) for k in result)
         for key, value in result.items():

@@ -15,7 +15,7 @@ from ..persistence import read_description
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("info", help="describe a per-task file or run folder")
-    parser.add_argument("path", metavar="FILE_OR_RUN_DIR")
+    parser.add_argument("path", metavar="FILE_OR_RUN_DIR", help="a per-task .safetensors file or a run folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run)
 

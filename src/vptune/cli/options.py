@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from ..errors import VptuneError
+
+# Method options that have a flag of their own (a YAML config may give them at top level too).
+METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output")
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
@@ -30,17 +34,20 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The method options given on the command line, typed."""
-    options: dict[str, Any] = {}
-    for flag in ("num_prompts", "prompt_dropout", "prompt_dim", "location", "output"):
-        if flag in args:
-            options[flag] = getattr(args, flag)
-    if "deep_blocks" in args:
-        options["deep_blocks"] = parse_block_range(args.deep_blocks)
+    options = method_flags(vars(args))
     for item in getattr(args, "option", []):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise VptuneError(f"--option takes KEY=VALUE, got '{item}'")
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def method_flags(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The method options among `values` (parsed flags or a YAML mapping), with --deep-blocks parsed."""
+    options = {flag: values[flag] for flag in METHOD_FLAGS if flag in values}
+    if isinstance(options.get("deep_blocks"), str):
+        options["deep_blocks"] = parse_block_range(options["deep_blocks"])
     return options
 
 

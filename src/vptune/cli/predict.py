@@ -10,20 +10,22 @@ import torch
 from ..data import build_transform, load_rgb
 from ..engine.evaluate import TASK_FILE, load_run_model, pick_device, run_config
 from ..engine.loaders import input_spec
-from ..errors import DataError
+from ..errors import DataError, VptuneError
 from ..persistence import load
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="classify images with a run folder or per-task file")
-    parser.add_argument("model", metavar="RUN_DIR_OR_FILE")
-    parser.add_argument("images", metavar="IMAGE", nargs="+")
+    parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder or a per-task .safetensors file")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (5)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise VptuneError(f"--top-k must be >= 1, got {args.top_k}")
     source = Path(args.model)
     if source.is_dir():
         config = run_config(source)

@@ -8,7 +8,8 @@ import json
 
 from ..engine import TrainConfig, train
 from ..engine.config import read_yaml
-from .options import add_method_options, method_options
+from ..engine.distributed import is_main_process
+from .options import METHOD_FLAGS, add_method_options, method_flags, method_options
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
         argument_default=argparse.SUPPRESS,
     )
     defaults = TrainConfig()
-    parser.add_argument("--config", help="YAML file whose keys are the long flag names (e.g. batch_size: 64)")
+    parser.add_argument("--config", help="YAML file of flag: value, flag names with _ (e.g. batch_size: 64, "
+                        "num_prompts: 50, pretrained: false)")
     parser.add_argument("--data", help="root folder holding task folders")
     parser.add_argument("--task", help="task folder name (VTAB-1k, FGVC json or class folders; aliases accepted)")
     parser.add_argument("--train-split", help="split to train on (train800 for VTAB-1k, else train)")
@@ -60,9 +62,12 @@ def register(subparsers) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the YAML file, then the flags given."""
     values = read_yaml(args.config) if "config" in args else {}
+    # Method options may sit at the top level of the YAML file, like their flags.
+    yaml_flags = method_flags(values)
+    values = {key: value for key, value in values.items() if key not in METHOD_FLAGS}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
-    options = {**values.get("method_options", {}), **method_options(args)}
+    options = {**values.get("method_options", {}), **yaml_flags, **method_options(args)}
     merged = {**values, **given, "method_options": options}
     if str(merged.get("eval_split", "")).lower() == "none":
         merged["eval_split"] = ""
@@ -72,6 +77,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     summary = train(config, resume=getattr(args, "resume", False))
-    if not config.quiet:
+    if not config.quiet and is_main_process():
         print(json.dumps(summary))
     return 0

@@ -109,11 +109,14 @@ def load_rgb(path: Path) -> Image.Image:
         with Image.open(path) as image:
             return image.convert("RGB")
     except FileNotFoundError as err:
-        raise DataError(f"image {path} does not exist; fix the split list or pass skip_bad_images=True") from err
+        raise DataError(
+            f"image {path} does not exist; fix the split list or pass skip_bad_images=True (--skip-bad-images)"
+        ) from err
     # Pillow reports damaged files with many exception types (OSError, SyntaxError, ValueError, ...).
     except Exception as err:
         raise DataError(
-            f"image {path} cannot be decoded ({type(err).__name__}: {err}); replace it or pass skip_bad_images=True"
+            f"image {path} cannot be decoded ({type(err).__name__}: {err}); "
+            "replace it or pass skip_bad_images=True (--skip-bad-images)"
         ) from err
 
 

@@ -45,13 +45,32 @@ def gather_tensors(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def is_main_process() -> bool:
+    """True outside torchrun and on its rank 0: the process that prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def broadcast_flag(flag: bool, ctx: Dist) -> bool:
     """True on every rank when any rank says True (used to stop all ranks together)."""
     if not ctx.enabled:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0])
+    value = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def sum_over_ranks(values: list[float], ctx: Dist) -> list[float]:
+    """Element-wise sums of `values` over all ranks (e.g. loss sums and sample counts)."""
+    if not ctx.enabled:
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def _collective_device() -> torch.device:
+    # NCCL reduces only CUDA tensors; gloo only CPU ones.
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def shutdown(ctx: Dist) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..backbones import build_backbone
 from ..errors import VptuneError
 from ..model import TunedModel
 from ..persistence import load
@@ -74,13 +75,20 @@ def run_config(run_dir: str | Path) -> TrainConfig:
 
 
 def load_run_model(run_dir: str | Path, config: TrainConfig) -> TunedModel:
-    """The run's final per-task file on the backbone it was trained on."""
+    """The run's final per-task file on the backbone it was trained on.
+
+    Raises CheckpointMismatchError when the file was made on another backbone than the run's.
+    """
     path = Path(run_dir) / TASK_FILE
     if not path.is_file():
         raise VptuneError(f"run '{run_dir}' has no {TASK_FILE} yet; finish it with `vptune train --resume --out {run_dir}`")
-    # Random-init backbones are rebuilt from the run's seed, as training built them.
+    # The backbone comes from the run's config, not from the file, so that a file made on another
+    # backbone is refused by its fingerprint. Random-init backbones are rebuilt from the run's seed,
+    # as training built them.
     torch.manual_seed(config.seed)
-    return load(path)
+    backbone, _ = build_backbone(config.backbone, pretrained=config.pretrained, img_size=config.img_size,
+                                 arch=config.arch, allow_keys=tuple(config.allow_keys))
+    return load(path, backbone)
 
 
 def evaluate_run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..errors import TrainingError, VptuneError
 from ..persistence import save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig, read_yaml, write_yaml
-from .distributed import Dist, broadcast_flag, init_distributed, shutdown, sum_over_ranks
+from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks
 from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
@@ -39,12 +38,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
-    try:
-        if not resume:
-            _check_fresh(run_dir)
-        return _Run(config, run_dir, device, ctx, resume).fit()
-    finally:
-        shutdown(ctx)
+    if not resume:
+        _check_fresh(run_dir)
+    return _Run(config, run_dir, device, ctx, resume).fit()
 
 
 class _Run:
@@ -75,7 +71,8 @@ class _Run:
         splits = [ds for ds in (self.train_set, self.eval_set) if ds is not None]
         self.skipped_images = {ds.split.split: len(ds.skipped) for ds in splits}
         self.optimizer = build_optimizer(self.model, config)
-        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
+        # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
+        self.steps_per_epoch = len(self._loader(self.train_set, 0, shuffle=True))
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = min(self.total_steps - 1, round(config.warmup_epochs * self.steps_per_epoch))
         # Resize-only transforms give the same features every epoch: compute them once.
