@@ -26,3 +26,31 @@ def reference_logits(backbone, prompts, head, first: int, last: int, *, at_end: 
         return head(backbone.fc_norm(x[:, 0]))
 
     return forward
+
+
+def plain_features(backbone, images: torch.Tensor, prompt, output: str = "cls") -> torch.Tensor:
+    """The plain prompted forward: every block runs whole on `[prefix, prompts, patches]`.
+
+    This is the straightforward loop vptune's row-saving forward must reproduce; it uses
+    the prompt module's own tokens (dropout, projection, locations) and pooling.
+    """
+    from vptune.prompts.vit import pool_tokens
+
+    if prompt is not None and prompt.location == "concat-channel":
+        x = prompt.channel_tokens(images, backbone)
+    else:
+        x = backbone.patch_embed(images)
+    x = backbone.norm_pre(backbone._pos_embed(x))
+    prefix, inserted = backbone.num_prefix_tokens, 0
+    for index, block in enumerate(backbone.blocks):
+        if prompt is not None and prompt.first_block <= index <= prompt.last_block:
+            tokens = prompt.block_tokens(index - prompt.first_block, x.shape[0], backbone)
+            if prompt.location == "add":
+                x = torch.cat([x[:, :prefix], x[:, prefix:] + tokens], dim=1)
+            elif prompt.location != "concat-channel":
+                # Insert at the first prompted block, replace the previous outputs after it.
+                x = torch.cat([x[:, :prefix], tokens, x[:, prefix + inserted:]], dim=1)
+                inserted = tokens.shape[1]
+        x = block(x)
+    num_prompts = prompt.num_prompts if prompt is not None else 0
+    return pool_tokens(backbone, backbone.norm(x), num_prompts, output)

@@ -9,6 +9,7 @@ import torch
 
 import vptune
 from vptune.errors import MethodError
+from vptune.prompts.vit import vit_tokens
 
 from conftest import tiny_vit
 from reference_vpt import reference_logits
@@ -58,13 +59,10 @@ def test_deep_prompts_change_every_block_output(images):
 def test_late_start_range_inserts_rather_than_drops_patches(images):
     backbone = tiny_vit(depth=4)
     model = vptune.create(backbone, "vpt-deep", 2, num_prompts=3, deep_blocks=(3, 4)).eval()
-    seen = []
-    hooks = [b.register_forward_hook(lambda m, i, o: seen.append(o.shape[1])) for b in backbone.blocks]
-    model(images)
-    for hook in hooks:
-        hook.remove()
-    patches = backbone.patch_embed.num_patches
-    assert seen == [1 + patches, 1 + patches, 1 + 3 + patches, 1 + 3 + patches]
+    tokens = vit_tokens(backbone, images, model.prompt)
+    assert tokens.shape[1] == 1 + 3 + backbone.patch_embed.num_patches
+    expected = reference_logits(backbone, model.prompt.embeddings, model.head, 2, 3)(images)
+    torch.testing.assert_close(model(images), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("method,blocks_count", [("vpt-shallow", 1), ("vpt-deep", 3)])

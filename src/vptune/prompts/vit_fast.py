@@ -1,0 +1,79 @@
+"""One timm ViT block computed only for the token rows whose outputs are used.
+
+VPT-Deep replaces every block's prompt outputs with the next block's prompts, and a
+[CLS] head reads one row of the last block, so most prompted blocks compute rows nobody
+reads. Here such tokens give keys and values only: no query, attention row, output
+projection or MLP is computed for them. The result equals the plain block's rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Attention
+from timm.models.vision_transformer import Block
+from torch import nn
+
+
+def handles_rows(block: nn.Module) -> bool:
+    """Whether `block_forward_rows` computes `block` row by row rather than whole.
+
+    Only timm's pre-norm `Block` with the standard `Attention`, and only in eval mode:
+    dropout and drop-path in a training block draw random numbers per row, so a
+    training block runs whole to draw exactly what the plain forward draws.
+    """
+    return type(block) is Block and type(block.attn) is Attention and not block.training
+
+
+def block_forward_rows(
+    block: nn.Module,
+    x: torch.Tensor,
+    rows: slice = slice(None),
+    kv_tokens: torch.Tensor | None = None,
+    kv_at: int = 0,
+) -> torch.Tensor:
+    """Outputs of `block` for the tokens `x[:, rows]`.
+
+    Attention runs over all of `x` with `kv_tokens` (B, P, C) inserted before position
+    `kv_at`, as if the block saw `[x[:, :kv_at], kv_tokens, x[:, kv_at:]]`; the outputs
+    of the inserted tokens and of rows outside `rows` are not computed. Blocks that
+    `handles_rows` refuses run whole on that sequence and are sliced.
+    """
+    if not handles_rows(block):
+        if kv_tokens is not None:
+            x = torch.cat([x[:, :kv_at], kv_tokens, x[:, kv_at:]], dim=1)
+            out = block(x)
+            out = torch.cat([out[:, :kv_at], out[:, kv_at + kv_tokens.shape[1]:]], dim=1)
+        else:
+            out = block(x)
+        return out[:, rows]
+
+    attn = block.attn
+    heads, head_dim = attn.num_heads, attn.head_dim
+    width = heads * head_dim
+    every_row = rows == slice(None)
+    normed = block.norm1(x)
+    queries_in = normed if every_row else normed[:, rows]
+    keys_in = normed
+    if kv_tokens is not None:
+        # Attention does not depend on the order of its keys, so the extra tokens go last:
+        # slicing `normed` around `kv_at` would cost zero-filled full-size gradients.
+        keys_in = torch.cat([normed, block.norm1(kv_tokens)], dim=1)
+    batch, num_queries, num_keys = x.shape[0], queries_in.shape[1], keys_in.shape[1]
+
+    # The fused qkv projection split in two: queries for the kept rows, keys and values for all.
+    q_weight, kv_weight = attn.qkv.weight.split([width, 2 * width])
+    q_bias, kv_bias = attn.qkv.bias.split([width, 2 * width]) if attn.qkv.bias is not None else (None, None)
+    q = F.linear(queries_in, q_weight, q_bias).view(batch, num_queries, heads, head_dim).transpose(1, 2)
+    kv = F.linear(keys_in, kv_weight, kv_bias).view(batch, num_keys, 2, heads, head_dim)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+
+    out = F.scaled_dot_product_attention(q, k, v)
+    out = attn.norm(out.transpose(1, 2).reshape(batch, num_queries, width))
+    gate = getattr(attn, "gate", None)
+    if gate is not None:
+        out = out * gate(queries_in).sigmoid()
+    # Eval mode: proj_drop, drop_path1/2 and the MLP's dropout are identities.
+    y = (x if every_row else x[:, rows]) + block.ls1(attn.proj(out))
+    return y + block.ls2(block.mlp(block.norm2(y)))
