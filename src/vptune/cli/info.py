@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from safetensors import safe_open
@@ -28,7 +29,7 @@ def describe(path: Path) -> dict:
         raise VptuneError(f"'{path}' holds no {TASK_FILE}; is it a finished vptune run folder?")
     description = read_description(file)
     with safe_open(str(file), framework="pt") as handle:
-        parameters = sum(_numel(handle.get_slice(k).get_shape()) for k in handle.keys())
+        parameters = sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys())
         tensors = len(handle.keys())
     info = {
         "file": str(file),
@@ -47,13 +48,6 @@ def describe(path: Path) -> dict:
     if run_dir and (run_dir / "summary.json").is_file():
         info["summary"] = json.loads((run_dir / "summary.json").read_text())
     return info
-
-
-def _numel(shape: list[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
 
 
 def run(args: argparse.Namespace) -> int:

@@ -71,8 +71,3 @@ def sum_over_ranks(values: list[float], ctx: Dist) -> list[float]:
 def _collective_device() -> torch.device:
     # NCCL reduces only CUDA tensors; gloo only CPU ones.
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def shutdown(ctx: Dist) -> None:
-    if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()

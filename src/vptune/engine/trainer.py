@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from ..api import create
+from ..data import load_split
 from ..errors import TrainingError, VptuneError
 from ..persistence import save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -98,8 +99,6 @@ class _Run:
     def _dataset(self, split: str, *, train: bool, spec):
         config = self.config
         if spec is None:  # only the split's classes are needed, before the backbone exists
-            from ..data import load_split
-
             return load_split(config.data, config.task, split, seed=config.seed)
         return build_dataset(config.data, config.task, split, spec, train=train, seed=config.seed,
                              skip_bad_images=config.skip_bad_images)
