@@ -17,7 +17,7 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's result. Defaults were measured on the offline backbone."""
+    """Everything that decides a run's result. lr and epochs follow the runs in docs/results.md."""
 
     data: str = ""
     task: str = ""
@@ -35,7 +35,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 5e-3
     scale_lr: bool = False
     weight_decay: float = 1e-4
     decay_tuned_tokens: bool = False
