@@ -27,6 +27,7 @@ VARIANTS = {
     "dinov2-registers": dict(reg_tokens=4, init_values=1e-5, no_embed_class=True),
     "clip-prenorm": dict(pre_norm=True, global_pool="token"),
     "avg-pool": dict(class_token=False, global_pool="avg", fc_norm=True),
+    "attn-pool": dict(class_token=False, global_pool="map"),
 }
 
 
