@@ -30,20 +30,25 @@ class DemoRow:
     tuned_parameters: int
     task_bytes: int
     seconds: float
+    reused: bool
 
 
 def run_demo(out: str | Path, *, img_size: int = DEMO_IMG_SIZE, seed: int = 0, quiet: bool = False,
              backbone: str = "dinov2-s14-imgfocus") -> list[DemoRow]:
-    """Prepare the task, train each demo method on train800val200, evaluate on test."""
+    """Prepare the task, train each demo method on train800val200, evaluate on test.
+
+    Finished runs in `out` are reused and interrupted ones resumed.
+    """
     out = Path(out)
     data_root = out / "data"
     if not (data_root / TASK / "test.txt").is_file():
         prepare_task(TASK, data_root, seed=seed, overwrite=True)
     rows = []
     for name, settings in DEMO_RUNS.items():
-        run_dir = out / name
+        run_dir = out / f"{name}-{img_size}px-seed{seed}"
         started = time.time()
-        if not (run_dir / TASK_FILE).is_file():
+        reused = (run_dir / TASK_FILE).is_file()
+        if not reused:
             config = TrainConfig(
                 data=str(data_root), task=TASK, out=str(run_dir), train_split="train800val200", eval_split="",
                 backbone=backbone, img_size=img_size, seed=seed, quiet=quiet, **settings,
@@ -54,7 +59,7 @@ def run_demo(out: str | Path, *, img_size: int = DEMO_IMG_SIZE, seed: int = 0, q
         metrics = evaluate_run(run_dir, "test", quiet=quiet)
         info = json.loads((run_dir / "summary.json").read_text())
         rows.append(DemoRow(name, metrics["top1"], info["tuned_parameters"], (run_dir / TASK_FILE).stat().st_size,
-                            time.time() - started))
+                            time.time() - started, reused))
     return rows
 
 
@@ -63,5 +68,5 @@ def format_table(rows: list[DemoRow]) -> str:
     lines = [f"{'method':<10} {'test top-1':>10} {'tuned params':>13} {'bytes/task':>11} {'wall time':>10}"]
     for row in rows:
         lines.append(f"{row.method:<10} {row.top1:>10.4f} {row.tuned_parameters:>13,} {row.task_bytes:>11,} "
-                     f"{row.seconds:>9.0f}s")
+                     f"{row.seconds:>9.0f}s" + (" (finished earlier; evaluation only)" if row.reused else ""))
     return "\n".join(lines)
