@@ -69,7 +69,7 @@ def block_forward_rows(
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
 
-    out = F.scaled_dot_product_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
     out = attn.norm(out.transpose(1, 2).reshape(batch, num_queries, width))
     gate = getattr(attn, "gate", None)
     if gate is not None:
