@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data import build_transform, load_rgb
-from ..engine.evaluate import TASK_FILE, load_run_model, pick_device, run_config
+from ..engine.evaluate import load_run_model, pick_device, run_config
 from ..engine.loaders import input_spec
 from ..errors import DataError, VptuneError
 from ..persistence import load

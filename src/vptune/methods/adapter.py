@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import MethodError
 from ..model import TunedModel
 from ..prompts import require_family
 from .base import Method, register
@@ -47,8 +46,7 @@ class AdapterMethod(Method):
     summary = "Pfeiffer adapters after the MLP of every transformer block (reduction rate r)"
 
     def validate(self, options: AdapterOptions) -> None:
-        if not isinstance(options.reduction, int) or options.reduction < 1:
-            raise MethodError(f"adapter reduction must be a whole number >= 1, got {options.reduction!r}")
+        self.require_count("reduction", options.reduction, 1)
 
     def attach(self, model: TunedModel, options: AdapterOptions) -> None:
         backbone = model.backbone

@@ -47,6 +47,12 @@ class Method(ABC):
     def validate(self, options: Any) -> None:
         """Raise MethodError for option values that cannot work."""
 
+    def require_count(self, option: str, value: Any, minimum: int, example: str = "") -> None:
+        """Raise MethodError unless `value` is a whole number >= `minimum`."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            hint = f" (e.g. {example})" if example else ""
+            raise MethodError(f"{self.name} needs {option} >= {minimum} as a whole number{hint}, got {value!r}")
+
     @abstractmethod
     def attach(self, model: TunedModel, options: Any) -> None:
         """Add this method's modules to `model` and mark exactly its tensors trainable."""

@@ -24,8 +24,7 @@ class Lora(Method):
     summary = "low-rank updates (peft LoRA) of the attention qkv projections, or other linear layers"
 
     def validate(self, options: LoraOptions) -> None:
-        if not isinstance(options.rank, int) or options.rank < 1:
-            raise MethodError(f"lora rank must be a whole number >= 1, got {options.rank!r}")
+        self.require_count("rank", options.rank, 1)
         if not 0.0 <= options.dropout < 1.0:
             raise MethodError(f"lora dropout must be in [0, 1), got {options.dropout}")
         if isinstance(options.target_modules, str) or not options.target_modules:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import MethodError
 from ..model import TunedModel
 from .base import Method, register
 
@@ -23,8 +22,7 @@ class Mlp(Method):
     summary = "a k-layer MLP head (k-1 hidden layers of the feature width, ReLU) on frozen features"
 
     def validate(self, options: MlpOptions) -> None:
-        if not isinstance(options.k, int) or options.k < 1:
-            raise MethodError(f"mlp-k needs k >= 1 layers (e.g. mlp-3), got {options.k!r}")
+        self.require_count("k", options.k, 1, "mlp-3")
 
     def attach(self, model: TunedModel, options: MlpOptions) -> None:
         # k linear layers in all, so mlp-1 is the linear head; the paper's Mlp-3 costs

@@ -43,8 +43,7 @@ class Partial(Method):
     summary = "tune the last k blocks, the final norm and the head (partial-1, partial-2, ...)"
 
     def validate(self, options: PartialOptions) -> None:
-        if not isinstance(options.k, int) or options.k < 1:
-            raise MethodError(f"partial-k needs k >= 1 blocks (e.g. partial-2), got {options.k!r}")
+        self.require_count("k", options.k, 1, "partial-2")
 
     def attach(self, model: TunedModel, options: PartialOptions) -> None:
         blocks = backbone_blocks(model.backbone)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import MethodError
 from ..model import TunedModel
 from .base import Method, register
 
@@ -52,8 +51,7 @@ class Sidetune(Method):
     summary = "a side network on the image, blended with the frozen features through a sigmoid gate"
 
     def validate(self, options: SidetuneOptions) -> None:
-        if not isinstance(options.width, int) or options.width < 1:
-            raise MethodError(f"sidetune width must be a whole number >= 1, got {options.width!r}")
+        self.require_count("width", options.width, 1)
 
     def attach(self, model: TunedModel, options: SidetuneOptions) -> None:
         in_channels = model.backbone.pretrained_cfg.get("input_size", (3,))[0]

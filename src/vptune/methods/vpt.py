@@ -37,8 +37,8 @@ class _Vpt(Method):
     deep: bool
 
     def validate(self, options: VptOptions) -> None:
-        if options.num_prompts is not None and (not isinstance(options.num_prompts, int) or options.num_prompts < 0):
-            raise MethodError(f"num_prompts must be a whole number >= 0, got {options.num_prompts!r}")
+        if options.num_prompts is not None:
+            self.require_count("num_prompts", options.num_prompts, 0)
         if options.prompt_dropout is not None and not 0.0 <= options.prompt_dropout < 1.0:
             raise MethodError(f"prompt_dropout must be in [0, 1), got {options.prompt_dropout}")
         if options.prompt_dim is not None and options.prompt_dim < 1:
