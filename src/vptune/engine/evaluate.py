@@ -16,7 +16,7 @@ from ..model import TunedModel
 from ..persistence import load
 from .config import TrainConfig, read_yaml
 from .distributed import Dist, gather_tensors, init_distributed
-from .loaders import InputSpec, build_dataset, build_loader
+from .loaders import build_dataset, build_loader, input_spec
 from .metrics import classification_metrics
 from .runinfo import progress
 
@@ -105,7 +105,7 @@ def evaluate_run(
     torch_device = pick_device(device)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
-    spec = InputSpec(config.protocol, config.img_size, *_normalisation(model))
+    spec = input_spec(model.backbone, config.protocol)  # as training built it
     dataset = build_dataset(
         data or config.data, config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
     )
@@ -118,10 +118,3 @@ def evaluate_run(
     metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
                              show=not quiet and ctx.is_main, desc=f"eval {split}")
     return {"split": split, **metrics, "skipped_images": len(dataset.skipped)}
-
-
-def _normalisation(model: TunedModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    import timm.data
-
-    data_config = timm.data.resolve_model_data_config(model.backbone)
-    return tuple(data_config["mean"]), tuple(data_config["std"])
