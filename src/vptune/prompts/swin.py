@@ -10,13 +10,13 @@ stage's width. The head reads timm's own global pool of the patch tokens.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from timm.models.swin_transformer import SwinTransformerBlock, WindowAttention, window_partition, window_reverse
 from torch import nn
+
+from .vit import init_prompts
 
 
 class SwinPrompt(nn.Module):
@@ -29,15 +29,14 @@ class SwinPrompt(nn.Module):
 
     def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, dropout: float = 0.0) -> None:
         super().__init__()
-        patch_h, patch_w = backbone.patch_embed.patch_size
+        patch_size = backbone.patch_embed.patch_size
         stages = backbone.layers if deep else backbone.layers[:1]
         self.deep = deep
         self.embeddings = nn.ParameterList()
         for stage in stages:
             dim = stage.blocks[0].dim
             values = torch.empty(len(stage.blocks) if deep else 1, num_prompts, dim)
-            bound = math.sqrt(6.0 / float(3 * patch_h * patch_w + dim))
-            self.embeddings.append(nn.Parameter(nn.init.uniform_(values, -bound, bound)))
+            self.embeddings.append(nn.Parameter(init_prompts(values, patch_size, dim)))
         self.dropout = nn.Dropout(dropout)
 
     def block_tokens(self, stage: int, block: int, batch: int) -> torch.Tensor | None:

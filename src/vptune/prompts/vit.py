@@ -16,6 +16,12 @@ LOCATIONS = ("prepend", "add", "prepend-pixel", "concat-channel")
 OUTPUTS = ("cls", "image-pool", "prompt-pool", "global-pool")
 
 
+def init_prompts(values: torch.Tensor, patch_size: tuple[int, int], dim: int) -> torch.Tensor:
+    """Fill `values` in place from uniform(-v, v), `v = sqrt(6 / (3 * patch_h * patch_w + dim))` (the paper's init)."""
+    bound = math.sqrt(6.0 / float(3 * patch_size[0] * patch_size[1] + dim))
+    return nn.init.uniform_(values, -bound, bound)
+
+
 class VitPrompt(nn.Module):
     """Learnable prompts for blocks `first_block..last_block` (0-based, inclusive) of a ViT.
 
@@ -51,9 +57,7 @@ class VitPrompt(nn.Module):
             shape = (1, *backbone.patch_embed.img_size)
         else:
             shape = (num_blocks, num_prompts, prompt_dim or embed_dim)
-        self.embeddings = nn.Parameter(torch.empty(shape))
-        bound = math.sqrt(6.0 / float(3 * patch_h * patch_w + (prompt_dim or embed_dim)))
-        nn.init.uniform_(self.embeddings, -bound, bound)
+        self.embeddings = nn.Parameter(init_prompts(torch.empty(shape), (patch_h, patch_w), prompt_dim or embed_dim))
         self.proj: nn.Module = nn.Identity()
         if prompt_dim is not None and location in ("prepend", "add"):
             self.proj = nn.Linear(prompt_dim, embed_dim)
