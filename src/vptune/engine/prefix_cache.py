@@ -8,6 +8,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from ..model import TunedModel
 from ..prompts import backbone_family
+from ..prompts.vit import stem_tokens
 from .distributed import Dist
 from .features import extract_features
 
@@ -58,7 +59,7 @@ class _FrozenPrefix(nn.Module):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         backbone = self.model.backbone
-        x = backbone.norm_pre(backbone.patch_drop(backbone._pos_embed(backbone.patch_embed(images))))
+        x = stem_tokens(backbone, backbone.patch_embed(images))
         for block in backbone.blocks[:self.first]:
             x = block(x)
         return x

@@ -108,6 +108,11 @@ def reads_only_cls(backbone: nn.Module, output: str) -> bool:
     )
 
 
+def stem_tokens(backbone: nn.Module, patch_tokens: torch.Tensor) -> torch.Tensor:
+    """Patch tokens to the sequence entering block 1: prefix tokens, position embedding, pre-norm."""
+    return backbone.norm_pre(backbone.patch_drop(backbone._pos_embed(patch_tokens)))
+
+
 def vit_tokens(
     backbone: nn.Module,
     images: torch.Tensor,
@@ -126,9 +131,7 @@ def vit_tokens(
         x = prompt.channel_tokens(images, backbone)
     else:
         x = backbone.patch_embed(images)
-    x = backbone._pos_embed(x)
-    x = backbone.patch_drop(x)
-    x = backbone.norm_pre(x)
+    x = stem_tokens(backbone, x)
     prefix = backbone.num_prefix_tokens
     last = len(backbone.blocks) - 1
     for index, block in enumerate(backbone.blocks):
