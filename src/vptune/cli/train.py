@@ -47,6 +47,8 @@ def register(subparsers) -> None:
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the model through torch.compile (slow first step; see docs/performance.md)")
     parser.add_argument("--no-cache-features", dest="cache_features", action="store_false",
                         help="run the frozen backbone every epoch even when only the head trains")
     parser.add_argument("--seed", type=int, help=f"seed of data order, dropout and init ({defaults.seed})")

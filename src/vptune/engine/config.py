@@ -44,6 +44,7 @@ class TrainConfig:
     grad_clip: float | None = None
     precision: str = "fp32"
     grad_checkpointing: bool = False
+    compile: bool = False
     cache_features: bool = True
     seed: int = 0
     device: str = "auto"

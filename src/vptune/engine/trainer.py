@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch._dynamo.exc import TorchDynamoException
 from torch.nn.parallel import DistributedDataParallel
 
 from ..api import create
@@ -87,6 +90,8 @@ class _Run:
             trained = self._reuse_frozen_prefix(first) or trained
         self.net = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None) \
             if ctx.enabled else trained
+        if config.compile:
+            self.net = torch.compile(self.net)
         self.start_epoch, self.best, self.best_state = 0, None, None
         if resume:
             self._restore(load_checkpoint(run_dir))
@@ -123,6 +128,10 @@ class _Run:
         return TunedTail(self.model, first)
 
     def fit(self) -> dict[str, Any]:
+        with _compile_errors(self.config.compile):
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         started = time.time()
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
@@ -220,6 +229,18 @@ class _Run:
             write_json(summary, self.run_dir / "summary.json")
             self.log.close()
         return summary
+
+
+@contextmanager
+def _compile_errors(compiling: bool) -> Iterator[None]:
+    """Turn a torch.compile failure into one line that names the way out."""
+    try:
+        yield
+    except TorchDynamoException as exc:
+        if not compiling:
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VptuneError(f"torch.compile failed ({reason}); run without --compile") from exc
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
