@@ -42,11 +42,12 @@ TRAIN = ("linear", "vpt-shallow", "vpt-deep", "loop", "full", "vpt-deep-bf16", "
 INFER = ("infer-plain", "infer-vpt-deep", "infer-loop")
 QUICK_VIT_B = ("linear", "vpt-shallow", "vpt-deep", "loop", "full", "vpt-deep-bf16", "infer-plain", "infer-vpt-deep")
 NUM_CLASSES = 100
-# dinov2-s14 is the architecture of the offline backbone dinov2-s14-imgfocus, here with random
-# weights like ViT-B: step time and memory do not depend on the values.
+# dinov2-s14 is the architecture of the offline backbone dinov2-s14-imgfocus at its native
+# 224 px, here with random weights like ViT-B: step time and memory do not depend on the values.
+# Both use the paper's 50 prompts for ViT-B; --num-prompts changes it.
 MODELS = {
-    "dinov2-s14": ("dinov2-s14 @112, p=10", "vit_small_patch14_dinov2", 112, 10),
-    "vit-b16": ("ViT-B/16 @224, p=50", "vit_base_patch16_224", 224, 50),
+    "dinov2-s14": ("dinov2-s14 @224", "vit_small_patch14_dinov2", 224, 50),
+    "vit-b16": ("ViT-B/16 @224", "vit_base_patch16_224", 224, 50),
 }
 
 
@@ -304,9 +305,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="timed steps per configuration (default 10, --quick 5)")
     parser.add_argument("--methods", nargs="+", choices=TRAIN + INFER, help="default: all")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
+    parser.add_argument("--num-prompts", type=int, help="prompts per block (default 50)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--task", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.num_prompts is not None and args.num_prompts < 1:
+        parser.error("--num-prompts must be at least 1")
     if args.task:
         task, payload = args.task[0], json.loads(args.task[1])
         if task == "memory":
@@ -324,6 +328,8 @@ def main() -> None:
     results = []
     for key in args.models:
         label, arch, img_size, num_prompts = MODELS[key]
+        num_prompts = args.num_prompts if args.num_prompts is not None else num_prompts
+        label = f"{label}, p={num_prompts}"
         methods = args.methods or (QUICK_VIT_B if args.quick and key == "vit-b16" else TRAIN + INFER)
         for batch in batches:
             configs = [Config(label, arch, img_size, num_prompts, batch, m, args.device) for m in methods]
