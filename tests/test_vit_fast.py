@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import Block, ParallelScalingBlock, ResPostBlock
 
 import vptune
 from vptune.model import TunedModel
-from vptune.prompts.vit_fast import block_forward_rows, handles_rows
+from vptune.prompts.vit_fast import attention, block_forward_rows, handles_rows
 
 from conftest import VARIANTS, tiny_vit
 from reference_vpt import plain_features
@@ -144,3 +145,13 @@ def test_bf16_autocast_forward_is_close(backbone_name, images):
         logits.float().sum().backward()
     assert model.prompt.embeddings.grad is not None
     assert (logits.float() - expected).norm() / expected.norm() < 3e-2
+
+
+def test_cpu_bf16_attention_runs_in_fp32_only_under_autocast():
+    q, k, v = (torch.randn(2, 3, 5, 8).to(torch.bfloat16) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v, 0.25)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=0.25),
+                               atol=0, rtol=0)
+    assert attention(q, k, v, 0.25).dtype == torch.bfloat16  # no autocast: the caller's dtype is kept

@@ -69,7 +69,7 @@ def block_forward_rows(
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
 
-    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    out = attention(q, k, v, attn.scale)
     out = attn.norm(out.transpose(1, 2).reshape(batch, num_queries, width))
     gate = getattr(attn, "gate", None)
     if gate is not None:
@@ -77,3 +77,15 @@ def block_forward_rows(
     # Eval mode: proj_drop, drop_path1/2 and the MLP's dropout are identities.
     y = (x if every_row else x[:, rows]) + block.ls1(attn.proj(out))
     return y + block.ls2(block.mlp(block.norm2(y)))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """`scaled_dot_product_attention`; under bf16 autocast on a CPU it runs in fp32.
+
+    torch's CPU attention kernel is slower in bf16 than in fp32 (forward and backward
+    measured in docs/performance.md), so there the casts pay for themselves.
+    """
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
