@@ -15,8 +15,8 @@ resident set. It counts activations, gradients and optimizer state, not the weig
 Time: all configurations of a model and batch are built in one subprocess and timed in
 turn, step by step, so that other load on a shared machine falls on all of them alike.
 
-    python benchmarks/train_step.py --quick        # a few minutes on a 2-core CPU
-    python benchmarks/train_step.py                # batch 8 and 32, more repeats
+    python benchmarks/train_step.py --quick        # about 10 minutes on a 2-core CPU
+    python benchmarks/train_step.py                # batch 8 and 32, more repeats (over an hour)
 """
 
 from __future__ import annotations
