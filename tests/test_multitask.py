@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import timm
 import pytest
+import timm
 import torch
 from PIL import Image
 
@@ -27,25 +27,33 @@ TASKS = {
     # Per-task sub-batches: methods that change backbone weights, other locations and outputs.
     "bias": ("bias", {}),
     "lora": ("lora", {}),
+    "adapter": ("adapter", {}),
+    "ssf": ("ssf", {}),
+    "partial-1": ("partial-1", {}),
+    "full": ("full", {}),
     "deep+bias": ("vpt-deep+bias", {"num_prompts": 2}),
     "image-pool": ("vpt-deep", {"num_prompts": 2, "output": "image-pool"}),
+    "prompt-pool": ("vpt-shallow", {"num_prompts": 2, "output": "prompt-pool"}),
     "add": ("vpt-shallow", {"location": "add"}),
+    "prepend-pixel": ("vpt-shallow", {"num_prompts": 2, "location": "prepend-pixel"}),
+    "concat-channel": ("vpt-shallow", {"location": "concat-channel"}),
 }
-SUB_BATCHED = {"bias", "lora", "deep+bias", "image-pool", "add"}
+SUB_BATCHED = {"bias", "lora", "adapter", "ssf", "partial-1", "full", "deep+bias", "image-pool", "prompt-pool", "add",
+               "prepend-pixel", "concat-channel"}
 MIXES = {
     "deep prompt lengths": ["deep3", "deep5-block2", "deep1-blocks1-2"],
     "deep ranges and shallow": ["deep5-block2", "deep4-dim8-blocks2-3", "shallow2", "shallow6"],
     "prompts and linear": ["deep3", "linear", "shallow2"],
     "heads only": ["linear", "mlp", "sidetune"],
-    "sub-batches only": ["bias", "lora"],
+    "sub-batches only": sorted(SUB_BATCHED),
     "everything": list(TASKS),
 }
 BACKBONES = {name: VARIANTS[name] for name in ("plain", "dinov2-registers", "avg-pool")}
 
 
-def make_task(backbone: torch.nn.Module, name: str, path, seed: int):
-    """A per-task file of TASKS[name] with random (non-initial) tuned tensors."""
-    method, options = TASKS[name]
+def make_task(backbone: torch.nn.Module, name: str, path, seed: int, tasks: dict = TASKS):
+    """A per-task file of tasks[name] with random (non-initial) tuned tensors."""
+    method, options = tasks[name]
     model = vptune.create(backbone, method, 3 + seed % 4, class_names=None, **options).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -206,3 +214,32 @@ def test_first_file_brings_the_backbone_and_predict_prepares_per_task(tmp_path):
         assert [p.label for p in predictions] == [p.label for p in alone]
         assert [p.score for p in predictions] == pytest.approx([p.score for p in alone], abs=1e-5)
     assert not torch.equal(serving.prepare(images[1], "fgvc-task"), serving.prepare(images[1], "vtab-task"))
+
+
+OTHER_FAMILIES = {
+    # timm model, its options, image size, tasks
+    "swin": ("swin_tiny_patch4_window7_224",
+             dict(img_size=64, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4), 64,
+             {"deep": ("vpt-deep", {"num_prompts": 2}), "linear": ("linear", {})}),
+    "conv": ("resnet18", dict(layers=(1, 1, 1, 1)), 224,
+             {"border": ("vpt-shallow", {"num_prompts": 2}), "linear": ("linear", {})}),
+}
+
+
+@pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))
+def test_swin_and_convnet_tasks_run_as_sub_batches_on_the_shared_backbone(family, tmp_path):
+    arch, options, size, tasks = OTHER_FAMILIES[family]
+    torch.manual_seed(0)
+    backbone = timm.create_model(arch, pretrained=False, num_classes=0, **options).eval()
+    serving = vptune.MultiTask(backbone)
+    paths = {name: make_task(backbone, name, tmp_path / f"{name}.safetensors", seed, tasks)
+             for seed, name in enumerate(tasks)}
+    for name, path in paths.items():
+        assert not serving.add(name, path).shared
+    names = [*tasks, *tasks]
+    images = torch.randn(len(names), 3, size, size, generator=torch.Generator().manual_seed(3))
+    logits = serving.logits(images, names)
+    for i, name in enumerate(names):
+        with torch.no_grad():
+            expected = vptune.load(paths[name], backbone=backbone).eval()(images[i:i + 1])[0]
+        torch.testing.assert_close(logits[i], expected, atol=1e-5, rtol=1e-5)
