@@ -124,9 +124,17 @@ def test_sub_batched_tasks_leave_the_shared_backbone_alone(task_files):
     backbone = tiny_vit()
     before = fingerprint(backbone)
     serving = vptune.MultiTask(backbone)
-    for name in ("bias", "lora", "deep+bias", "deep3"):
+    for name in ("bias", "lora", "partial-1", "deep+bias", "deep3"):
         serving.add(name, task_files["plain"][name])
+    partial_blocks = serving.model("partial-1").backbone.blocks
+    assert partial_blocks[0].mlp.fc1.weight is backbone.blocks[0].mlp.fc1.weight
+    assert partial_blocks[-1].mlp.fc1.weight is not backbone.blocks[-1].mlp.fc1.weight
     assert fingerprint(backbone) == before
+    # Frozen tensors are shared with the backbone; trained or injected ones are the task's own.
+    bias_blocks = serving.model("bias").backbone.blocks
+    assert bias_blocks[0].attn.qkv.weight is backbone.blocks[0].attn.qkv.weight
+    assert bias_blocks[0].attn.qkv.bias is not backbone.blocks[0].attn.qkv.bias
+    assert serving.model("deep3").backbone is backbone
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(torch.stack(serving.logits(images, ["deep3"] * 2)),
                                own_logits(task_files["plain"]["deep3"], "plain", images), atol=1e-5, rtol=1e-5)

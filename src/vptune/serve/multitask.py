@@ -96,6 +96,11 @@ class MultiTask:
         self._require([name])
         del self._models[name], self._tasks[name]
 
+    def model(self, name: str) -> TunedModel:
+        """Task `name`'s own model (its prompts and head; for a sub-batched task, its whole forward)."""
+        self._require([name])
+        return self._models[name]
+
     def prepare(self, image: ImageInput, task_name: str) -> torch.Tensor:
         """The input `(3, H, W)` of one image, prepared as task `task_name`'s evaluation did."""
         self._require([task_name])
@@ -171,6 +176,8 @@ class MultiTask:
             # A method that trains or injects backbone tensors gets its own copy of the backbone.
             own = any(key.startswith("backbone.") for key in handle.keys())
         model = load(path, copy.deepcopy(backbone) if own else backbone, backbone_fingerprint=weights)
+        if own:
+            _share_frozen_tensors(model.backbone, backbone)
         if self.backbone is None:
             self._set_backbone(backbone, weights)
         return model
@@ -209,6 +216,17 @@ class MultiTask:
 def _scatter(out: list, rows: torch.Tensor, logits: torch.Tensor) -> None:
     for row, vector in zip(rows.tolist(), logits.float()):
         out[row] = vector
+
+
+def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:
+    """Point `own`'s frozen parameters at `shared`'s equal ones of the same name, so a task whose
+    method changes some backbone tensors keeps its own copy of those only."""
+    twins = dict(shared.named_parameters())
+    for module_name, module in own.named_modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            twin = twins.get(f"{module_name}.{name}" if module_name else name)
+            if not param.requires_grad and twin is not None and twin.shape == param.shape and torch.equal(twin, param):
+                setattr(module, name, twin)
 
 
 def _tensor_bytes(model: TunedModel) -> int:
