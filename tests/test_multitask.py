@@ -251,3 +251,24 @@ def test_swin_and_convnet_tasks_run_as_sub_batches_on_the_shared_backbone(family
         with torch.no_grad():
             expected = vptune.load(paths[name], backbone=backbone).eval()(images[i:i + 1])[0]
         torch.testing.assert_close(logits[i], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["row-by-row", "whole-block"])
+def test_masked_key_tokens_are_as_if_absent(whole):
+    # block_forward_rows with a key mask equals the block without the masked tokens, on both of its paths.
+    from vptune.prompts.vit_fast import block_forward_rows, handles_rows
+
+    block = tiny_vit(**VARIANTS["dinov2-registers"]).blocks[1].train(whole)
+    assert handles_rows(block) != whole
+    generator = torch.Generator().manual_seed(5)
+    x, kv = torch.randn(2, 9, 64, generator=generator), torch.randn(2, 4, 64, generator=generator)
+    mask = torch.ones(2, 13, dtype=torch.bool)
+    mask[0, 2:4] = False  # two tokens of x (padded prompt slots) for sample 0
+    mask[0, 11:] = False  # its last two key/value tokens
+    mask[1, 10:] = False  # three key/value tokens of sample 1
+    with torch.no_grad():
+        masked = block_forward_rows(block, x, slice(None), kv, 1, mask)
+        first = block_forward_rows(block, torch.cat([x[:1, :2], x[:1, 4:]], 1), slice(None), kv[:1, :2], 1)
+        second = block_forward_rows(block, x[1:], slice(None), kv[1:, :1], 1)
+    torch.testing.assert_close(torch.cat([masked[:1, :2], masked[:1, 4:]], 1), first, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(masked[1:], second, atol=1e-5, rtol=1e-5)
