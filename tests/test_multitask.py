@@ -222,6 +222,11 @@ def test_first_file_brings_the_backbone_and_predict_prepares_per_task(tmp_path):
         assert [p.label for p in predictions] == [p.label for p in alone]
         assert [p.score for p in predictions] == pytest.approx([p.score for p in alone], abs=1e-5)
     assert not torch.equal(serving.prepare(images[1], "fgvc-task"), serving.prepare(images[1], "vtab-task"))
+    by_id = vptune.MultiTask(str(weights))  # the same weights, named by the checkpoint path
+    by_id.add("vtab-task", paths["vtab-task"])
+    batch = torch.stack([serving.prepare(image, "vtab-task") for image in images])
+    torch.testing.assert_close(by_id.logits(batch, ["vtab-task"] * 4), serving.logits(batch, ["vtab-task"] * 4))
+    assert serving.predict([], []) == []
 
 
 OTHER_FAMILIES = {

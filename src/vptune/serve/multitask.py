@@ -51,7 +51,7 @@ class MultiTask:
     """Serve many per-task files of one backbone from a single frozen copy of it.
 
     `backbone` is a built timm model, a backbone id (built at the first `add` with that
-    file's recorded image size), or None: the first file added brings its own. Tasks whose
+    file's recorded image size and architecture), or None: the first file added brings its own. Tasks whose
     file was made on other weights are refused with TaskFileError, as are corrupt files
     and unknown task names; tasks already loaded keep working.
     """
@@ -138,6 +138,8 @@ class MultiTask:
         """The `top_k` classes of each image for its task, best first, with softmax probabilities."""
         if len(images) != len(task_names):
             raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
+        if not images:
+            return []
         batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
         logits = self.logits(batch, task_names)
         return [best_classes(row, self._models[name].class_names, top_k) for row, name in zip(logits, task_names)]
@@ -168,7 +170,7 @@ class MultiTask:
         if backbone is None:
             backbone, _ = build_backbone(
                 self._backbone_id or description["backbone"], pretrained=description["pretrained"],
-                img_size=description["img_size"], arch=None if self._backbone_id else description["arch"],
+                img_size=description["img_size"], arch=description["arch"],
             )
             weights = fingerprint(backbone)
         self._check_weights(f"'{path}'", description["backbone"], description["backbone_fingerprint"], weights)
