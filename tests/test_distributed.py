@@ -8,11 +8,13 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 from vptune.cli.main import main
 from vptune.engine import evaluate_run
 
 from conftest import TINY_CLI, run_vptune
+from ddp_tuned_tensors import train_and_dump
 
 EPOCHS = 2
 TEST_IMAGES = 797  # odd: 399 + 398 over two ranks, so padding or duplicates would show in n
@@ -66,3 +68,21 @@ def test_two_processes_train_like_one(digits_root, tmp_path):
     assert one_test["n"] == TEST_IMAGES
     assert min(two_test["top1"], one_test["top1"]) > 0.3  # chance is 0.1
     assert two_test["top1"] == pytest.approx(one_test["top1"], abs=0.1)
+
+
+@pytest.mark.slow
+def test_two_ranks_hold_identical_tensors_equal_to_one_process_with_the_global_batch(small_digits_root, tmp_path):
+    # 256 images in batches of 48: five full batches, then 16 (8 per rank).
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir(), one.mkdir()
+    script = Path(__file__).with_name("ddp_tuned_tensors.py")
+    done = run_vptune(small_digits_root, two, 48, prefix=torchrun()[:-2] + (str(script),))
+    assert done.returncode == 0, done.stderr
+    train_and_dump(small_digits_root, one, 48)
+
+    ranks = [torch.load(two / f"rank{r}.pt") for r in (0, 1)]
+    single = torch.load(one / "rank0.pt")
+    assert ranks[0].keys() == single.keys() and "prompt.embeddings" in single
+    for name, value in single.items():
+        assert ranks[0][name].equal(ranks[1][name]), name  # bit-identical on both ranks
+        torch.testing.assert_close(ranks[0][name], value, atol=1e-5, rtol=0)
