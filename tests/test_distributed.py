@@ -12,6 +12,9 @@ import torch
 
 from vptune.cli.main import main
 from vptune.engine import evaluate_run
+from vptune.engine.distributed import Dist
+from vptune.engine.loaders import build_loader
+from vptune.errors import VptuneError
 
 from conftest import TINY_CLI, run_vptune
 from ddp_tuned_tensors import train_and_dump
@@ -86,3 +89,18 @@ def test_two_ranks_hold_identical_tensors_equal_to_one_process_with_the_global_b
     for name, value in single.items():
         assert ranks[0][name].equal(ranks[1][name]), name  # bit-identical on both ranks
         torch.testing.assert_close(ranks[0][name], value, atol=1e-5, rtol=0)
+
+
+def test_each_global_batch_is_split_equally_between_ranks():
+    dataset = torch.utils.data.TensorDataset(torch.arange(101))
+    def batches(ctx, batch_size):
+        return [b[0].tolist() for b in build_loader(dataset, batch_size, ctx, shuffle=True, seed=3, epoch=2,
+                                                     num_workers=0)]
+    one = batches(Dist(), 20)
+    ranks = [batches(Dist(rank, 2), 20) for rank in (0, 1)]
+    assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [10] * 5
+    # Together the ranks' k-th batches are one process's k-th batch; the odd image out is left out.
+    assert [sorted(a + b) for a, b in zip(*ranks)] == [sorted(b) for b in one][:5]
+    assert sum(map(len, one)) == 101 and sum(len(b) for r in ranks for b in r) == 100
+    with pytest.raises(VptuneError, match="--batch-size 21 must be a multiple of the 2 processes"):
+        batches(Dist(0, 2), 21)
