@@ -71,6 +71,15 @@ def small_digits_root(digits_root, tmp_path_factory) -> Path:
     return root
 
 
+def tiny_train_config(root: Path, out: Path, **overrides) -> "TrainConfig":
+    """An in-process run of the TINY_CLI backbone on `root`'s digits task."""
+    from vptune.engine.config import TrainConfig
+
+    values = dict(data=str(root), task="digits", out=str(out), backbone="vit_tiny_patch16_224", pretrained=False,
+                  img_size=32, epochs=2, batch_size=32, lr=0.01, quiet=True, device="cpu")
+    return TrainConfig(**{**values, **overrides})
+
+
 def copy_task(source_root: Path, root: Path, task: str = "digits") -> Path:
     """A copy of a task's split lists and classes.txt under `root` (images are linked); returns the task folder."""
     source, folder = source_root / task, root / task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def reference_logits(backbone, prompts, head, first: int, last: int, *, at_end: bool = False) -> callable:
@@ -54,3 +55,48 @@ def plain_features(backbone, images: torch.Tensor, prompt, output: str = "cls") 
         x = block(x)
     num_prompts = prompt.num_prompts if prompt is not None else 0
     return pool_tokens(backbone, backbone.norm(x), num_prompts, output)
+
+
+def reference_features(
+    backbone, images: torch.Tensor, embeddings: torch.Tensor, *, location: str = "prepend", output: str = "cls",
+    first: int = 0, last: int = 0,
+) -> torch.Tensor:
+    """Pre-head features of VPT's location and output ablations, from the paper and timm's pieces alone.
+
+    `embeddings` is the raw prompt tensor: `(blocks, p, D)` tokens for prepend and add,
+    `(1, p, C * ph * pw)` pixel patches for prepend-pixel, `(1, H, W)` an input channel for
+    concat-channel. Prompted blocks are `first..last` (0-based); outputs: cls (timm's token
+    pool), image-pool, prompt-pool, global-pool (prompts and patches).
+    """
+    proj, patch_norm = backbone.patch_embed.proj, backbone.patch_embed.norm
+    if location == "concat-channel":
+        # A fourth input channel, convolved with the mean of the RGB kernels.
+        weight = torch.cat([proj.weight, proj.weight.mean(dim=1, keepdim=True)], dim=1)
+        channel = embeddings.unsqueeze(0).expand(images.shape[0], -1, -1, -1)
+        grid = F.conv2d(torch.cat([images, channel], dim=1), weight, proj.bias, stride=proj.stride)
+        x = patch_norm(grid.flatten(2).transpose(1, 2))
+    else:
+        x = backbone.patch_embed(images)
+    x = backbone.norm_pre(backbone._pos_embed(x))
+    batch, prefix, inserted = x.shape[0], backbone.num_prefix_tokens, 0
+    if location == "prepend-pixel":
+        # Each pixel patch is embedded like an image patch: a linear map by the conv kernel, no position.
+        tokens = patch_norm(embeddings[0] @ proj.weight.flatten(1).T + proj.bias)
+        x = torch.cat([x[:, :prefix], tokens.expand(batch, -1, -1), x[:, prefix:]], dim=1)
+        inserted = tokens.shape[0]
+    for i, block in enumerate(backbone.blocks):
+        if first <= i <= last and location == "add":
+            x = torch.cat([x[:, :prefix], x[:, prefix:] + embeddings[i - first]], dim=1)
+        elif first <= i <= last and location == "prepend":
+            current = embeddings[i - first].expand(batch, -1, -1)
+            x = torch.cat([x[:, :prefix], current, x[:, prefix + inserted:]], dim=1)
+            inserted = current.shape[1]
+        x = block(x)
+    x = backbone.norm(x)
+    pooled = {
+        "cls": x[:, 0],
+        "image-pool": x[:, prefix + inserted:].mean(dim=1),
+        "prompt-pool": x[:, prefix:prefix + inserted].mean(dim=1) if inserted else None,
+        "global-pool": x[:, prefix:].mean(dim=1),
+    }[output]
+    return backbone.fc_norm(pooled)

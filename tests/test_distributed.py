@@ -8,11 +8,16 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 from vptune.cli.main import main
 from vptune.engine import evaluate_run
+from vptune.engine.distributed import Dist
+from vptune.engine.loaders import build_loader
+from vptune.errors import VptuneError
 
 from conftest import TINY_CLI, run_vptune
+from ddp_tuned_tensors import train_and_dump
 
 EPOCHS = 2
 TEST_IMAGES = 797  # odd: 399 + 398 over two ranks, so padding or duplicates would show in n
@@ -66,3 +71,36 @@ def test_two_processes_train_like_one(digits_root, tmp_path):
     assert one_test["n"] == TEST_IMAGES
     assert min(two_test["top1"], one_test["top1"]) > 0.3  # chance is 0.1
     assert two_test["top1"] == pytest.approx(one_test["top1"], abs=0.1)
+
+
+@pytest.mark.slow
+def test_two_ranks_hold_identical_tensors_equal_to_one_process_with_the_global_batch(small_digits_root, tmp_path):
+    # 256 images in batches of 48: five full batches, then 16 (8 per rank).
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir(), one.mkdir()
+    script = Path(__file__).with_name("ddp_tuned_tensors.py")
+    done = run_vptune(small_digits_root, two, 48, prefix=torchrun()[:-2] + (str(script),))
+    assert done.returncode == 0, done.stderr
+    train_and_dump(small_digits_root, one, 48)
+
+    ranks = [torch.load(two / f"rank{r}.pt") for r in (0, 1)]
+    single = torch.load(one / "rank0.pt")
+    assert ranks[0].keys() == single.keys() and "prompt.embeddings" in single
+    for name, value in single.items():
+        assert ranks[0][name].equal(ranks[1][name]), name  # bit-identical on both ranks
+        torch.testing.assert_close(ranks[0][name], value, atol=1e-5, rtol=0)
+
+
+def test_each_global_batch_is_split_equally_between_ranks():
+    dataset = torch.utils.data.TensorDataset(torch.arange(101))
+    def batches(ctx, batch_size):
+        return [b[0].tolist() for b in build_loader(dataset, batch_size, ctx, shuffle=True, seed=3, epoch=2,
+                                                     num_workers=0)]
+    one = batches(Dist(), 20)
+    ranks = [batches(Dist(rank, 2), 20) for rank in (0, 1)]
+    assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [10] * 5
+    # Together the ranks' k-th batches are one process's k-th batch; the odd image out is left out.
+    assert [sorted(a + b) for a, b in zip(*ranks)] == [sorted(b) for b in one][:5]
+    assert sum(map(len, one)) == 101 and sum(len(b) for r in ranks for b in r) == 100
+    with pytest.raises(VptuneError, match="--batch-size 21 must be a multiple of the 2 processes"):
+        batches(Dist(0, 2), 21)

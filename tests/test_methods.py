@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 import vptune
 from vptune.errors import MethodError
+from vptune.methods import available_methods
 from vptune.methods.ssf import ScaleShift
 from vptune.model import TunedModel
 
@@ -54,6 +56,13 @@ INTENDED: dict[str, Callable[[str, str], bool]] = {
     "lora": lambda name, family: ".lora_A." in name or ".lora_B." in name,
     "ssf": lambda name, family: ".ssf." in name,
 }
+
+
+def registered_name(case: str) -> str:
+    """The registry's name of a case: `partial-1` is registered as `partial-k`."""
+    return re.sub(r"-\d+$", "-k", case)
+
+
 CONV_METHODS = ("full", "linear", "partial-1", "mlp-3", "sidetune", "bias", "vpt-shallow")
 CASES = [(f, m) for f in BUILDERS for m in INTENDED if f != "resnet" or m in CONV_METHODS]
 
@@ -94,6 +103,12 @@ def assert_only_intended_move(model, intended: set[str], images: torch.Tensor, *
         elif name not in tuned_buffers:
             assert torch.equal(value, before[name]), f"{name} changed"
     assert all(p.grad is None for n, p in model.named_parameters() if n not in intended)
+
+
+def test_every_registered_method_has_its_intended_tensors_written_down():
+    # CASES runs the checks below for every INTENDED entry, so a new method must add one.
+    assert sorted({registered_name(case) for case in INTENDED}) == available_methods()
+    assert {method for family, method in CASES if family == "vit"} == set(INTENDED)
 
 
 @pytest.mark.parametrize("family,method", CASES)

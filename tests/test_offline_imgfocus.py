@@ -45,6 +45,17 @@ def digit_images(count: int) -> np.ndarray:
     return ((rgb - mean) / std).numpy()
 
 
+def colour_digit_images(count: int, size: int) -> np.ndarray:
+    """Colour images: red, green and blue each hold a different real digit; ImageNet-normalised [N, 3, S, S]."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    digits = torch.from_numpy(datasets.load_digits().images[:count + 2]).float() / 16.0
+    rgb = torch.stack([digits[i:i + 3] for i in range(count)])  # channels c = digit i + c
+    rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
+    return ((rgb - mean) / std).numpy()
+
+
 def build(img_size: int) -> torch.nn.Module:
     model = timm.create_model(imgfocus.ARCH, pretrained=False, img_size=img_size)
     model.load_state_dict(imgfocus.imgfocus_state_dict(img_size), strict=True)
@@ -58,6 +69,19 @@ def test_features_match_onnxruntime(cache: Path) -> None:
         ours = build(224).forward_features(torch.from_numpy(images)).numpy()
     reference = imgfocus.reference_features(images)
     assert ours.shape == reference.shape == (4, 257, 384)
+    assert np.abs(ours - reference).max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("img_size,count", [(112, 2), (518, 1)])
+def test_features_at_other_sizes_match_onnxruntime_on_colour_images(cache: Path, img_size: int, count: int) -> None:
+    # 112 px: the 37x37 position embedding resampled to 8x8; 518 px: the stored grid itself.
+    images = colour_digit_images(count, img_size)
+    assert np.abs(images[:, 0] - images[:, 1]).max() > 1  # not grey
+    with torch.no_grad():
+        ours = build(img_size).forward_features(torch.from_numpy(images)).numpy()
+    reference = imgfocus.reference_features(images)
+    assert ours.shape == reference.shape == (count, 1 + (img_size // 14) ** 2, 384)
     assert np.abs(ours - reference).max() < 1e-4
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,9 +15,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from vptune.engine import evaluate_run
+from vptune.engine import evaluate_run, trainer
 
-from conftest import TINY_CLI, run_vptune
+from conftest import TINY_CLI, run_vptune, tiny_train_config
 
 EPOCHS = 3
 
@@ -77,3 +79,78 @@ def test_kill_and_resume_matches_an_uninterrupted_run(small_digits_root, tmp_pat
 
     results = [evaluate_run(run, "test", quiet=True) for run in (whole, killed)]
     assert results[0] == results[1] and results[0]["n"] == 100
+
+
+class Recorder:
+    """What one in-process run does: epochs it trains, the lr of every step, its optimizer and checkpoints."""
+
+    def __init__(self, monkeypatch, *, stop_after_epoch: int | None = None) -> None:
+        self.epochs: list[int] = []
+        self.lrs: list[float] = []
+        self.checkpoints: list[dict] = []
+        self.restored_optimizer: dict | None = None
+        train_epoch, restore, set_lr, save = (trainer._Run._train_epoch, trainer._Run._restore, trainer.set_lr,
+                                              trainer.save_checkpoint)
+
+        def recording_train_epoch(run, epoch):
+            self.epochs.append(epoch)
+            return train_epoch(run, epoch)
+
+        def recording_restore(run, state):
+            restore(run, state)
+            self.restored_optimizer = copy.deepcopy(run.optimizer.state_dict())
+
+        def recording_set_lr(optimizer, lr):
+            self.lrs.append(lr)
+            set_lr(optimizer, lr)
+
+        def saving(run_dir, state):
+            save(run_dir, state)
+            self.checkpoints.append(copy.deepcopy(state))
+            if state["next_epoch"] == stop_after_epoch:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(trainer._Run, "_train_epoch", recording_train_epoch)
+        monkeypatch.setattr(trainer._Run, "_restore", recording_restore)
+        monkeypatch.setattr(trainer, "set_lr", recording_set_lr)
+        monkeypatch.setattr(trainer, "save_checkpoint", saving)
+
+
+def test_resume_trains_only_the_remaining_epochs_from_the_saved_optimizer_and_schedule(
+        small_digits_root, tmp_path, monkeypatch):
+    def config(out):
+        return tiny_train_config(small_digits_root, out, method="vpt-deep", method_options={"num_prompts": 2},
+                                 epochs=EPOCHS, warmup_epochs=1.5, seed=5, batch_size=64,
+                                 eval_split="")
+
+    with monkeypatch.context() as patch:
+        whole = Recorder(patch)
+        trainer.train(config(tmp_path / "whole"))
+    with monkeypatch.context() as patch:
+        Recorder(patch, stop_after_epoch=1)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train(config(tmp_path / "killed"))
+    with monkeypatch.context() as patch:
+        resumed = Recorder(patch)
+        trainer.train(config(tmp_path / "killed"), resume=True)
+
+    steps = 256 // 64
+    assert whole.epochs == [0, 1, 2] and resumed.epochs == [1, 2]
+    # The schedule: warm-up over 6 steps then cosine (closed form), and the resumed steps continue it.
+    total, warmup = EPOCHS * steps, 6
+    assert whole.lrs == pytest.approx([0.01 * (s + 1) / warmup if s < warmup else
+                                       0.005 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup)))
+                                       for s in range(total)])
+    assert resumed.lrs == whole.lrs[steps:]
+    # The optimizer resumes from epoch 1's AdamW moments and step counts, not from a fresh start.
+    saved = whole.checkpoints[0]["optimizer"]["state"]
+    restored = resumed.restored_optimizer["state"]
+    assert saved.keys() == restored.keys() and saved
+    for key, state in saved.items():
+        assert float(restored[key]["step"]) == steps
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert restored[key][moment].equal(state[moment]) and state[moment].abs().sum() > 0
+    final = [load_file(tmp_path / run / "task.safetensors") for run in ("whole", "killed")]
+    for name, value in final[0].items():
+        assert value.equal(final[1][name]), name
+    assert [r["epoch"] for r in metrics_rows(tmp_path / "killed")] == ["1", "2", "3"]

@@ -12,7 +12,7 @@ from vptune.errors import MethodError
 from vptune.prompts.vit import vit_tokens
 
 from conftest import tiny_vit
-from reference_vpt import reference_logits
+from reference_vpt import reference_features, reference_logits
 
 
 def test_zero_prompts_match_timm_features(variant_vit, images):
@@ -157,3 +157,24 @@ def test_bad_options_are_rejected(options, message):
 def test_unknown_method_suggests_a_name():
     with pytest.raises(MethodError, match="did you mean vpt-deep"):
         vptune.create(tiny_vit(), "vpt-dep", 2)
+
+
+@pytest.mark.parametrize("method,location,output", [
+    ("vpt-shallow", "add", "cls"),
+    ("vpt-deep", "add", "global-pool"),
+    ("vpt-shallow", "prepend-pixel", "cls"),
+    ("vpt-shallow", "prepend-pixel", "prompt-pool"),
+    ("vpt-shallow", "concat-channel", "cls"),
+    ("vpt-shallow", "concat-channel", "image-pool"),
+    ("vpt-deep", "prepend", "image-pool"),
+    ("vpt-deep", "prepend", "prompt-pool"),
+    ("vpt-deep", "prepend", "global-pool"),
+])
+def test_location_and_output_ablations_match_an_independent_forward(method, location, output, images):
+    backbone = tiny_vit()
+    model = vptune.create(backbone, method, 3, num_prompts=4, location=location, output=output).eval()
+    with torch.no_grad():
+        model.prompt.embeddings.normal_(std=0.5)  # far from the init, so every prompt counts
+        expected = reference_features(backbone, images, model.prompt.embeddings, location=location, output=output,
+                                      first=model.prompt.first_block, last=model.prompt.last_block)
+        torch.testing.assert_close(model.embed(images), expected, atol=1e-5, rtol=0)

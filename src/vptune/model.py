@@ -112,6 +112,18 @@ class TunedModel(nn.Module):
         """Parameters the method trains, by name."""
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of tensors never weight-decayed: every ndim <= 1 tensor, and what each module declares.
+
+        A module declares its own through timm's `no_weight_decay()` (names relative to itself):
+        the backbone's (pos_embed, cls_token, ...) and those of the modules a method adds (prompts).
+        """
+        names = {name for name, p in self.named_parameters() if p.ndim <= 1}
+        for prefix, module in self.named_modules():
+            if module is not self and callable(getattr(module, "no_weight_decay", None)):
+                names |= {f"{prefix}.{name}" for name in module.no_weight_decay()}
+        return names & {name for name, _ in self.named_parameters()}
+
     def tuned_state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors that make this task: trainable parameters and their modules' persistent buffers."""
         trainable = self.trainable_parameters()

@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(k) for k in result)
         for key, value in result.items():
             shown = f"{value:.4f}" if isinstance(value, float) else value
+            if isinstance(value, dict):
+                shown = " ".join(f"{k} {v}" for k, v in value.items())
             print(f"{key:<{width}}  {shown}")
     print(json.dumps(result))
     return 0

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -99,15 +100,28 @@ class ImageDataset(Dataset):
         return True
 
 
+# Modes Pillow converts to RGB without losing what the pixels mean.
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def load_rgb(path: Path | BinaryIO) -> Image.Image:
-    """Decode an image file (a path or an open binary file) fully, as RGB.
+    """Decode an image file (a path or an open binary file) fully, as 8-bit RGB.
+
+    8-bit modes convert as Pillow does; 16-bit greyscale (modes I;16*, and I holding 0..65535)
+    is scaled by 255/65535; float greyscale (mode F, e.g. float TIFFs) must lie in [0, 1] and is
+    scaled by 255. Greyscale is repeated over the three channels.
 
     Raises:
-        DataError: the file is missing, truncated or not an image.
+        DataError: the file is missing, truncated or not an image, or its pixel mode (or a
+            16-bit / float image's value range) cannot be read faithfully as RGB.
     """
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image.load()
+            if image.mode in EIGHT_BIT_MODES:
+                return image.convert("RGB")
+            values = np.asarray(image)
     except FileNotFoundError as err:
         raise DataError(
             f"image {path} does not exist; fix the split list or pass skip_bad_images=True (--skip-bad-images)"
@@ -118,6 +132,23 @@ def load_rgb(path: Path | BinaryIO) -> Image.Image:
             f"image {path} cannot be decoded ({type(err).__name__}: {err}); "
             "replace it or pass skip_bad_images=True (--skip-bad-images)"
         ) from err
+    return Image.fromarray(_grey_to_8bit(values, image.mode, path)).convert("RGB")
+
+
+def _grey_to_8bit(values: np.ndarray, mode: str, path: Path | BinaryIO) -> np.ndarray:
+    if mode in SIXTEEN_BIT_MODES:
+        scale, limit, kind = 65535.0, "0..65535", "16-bit"
+    elif mode == "F":
+        scale, limit, kind = 1.0, "[0, 1]", "float"
+    else:
+        raise DataError(f"image {path} has pixel mode '{mode}', which vptune cannot read as RGB; "
+                        "save it as 8-bit or 16-bit greyscale, RGB, or float greyscale in [0, 1]")
+    values = values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(values).all() and low >= 0 and high <= scale):
+        raise DataError(f"image {path} is {kind} greyscale (mode {mode}) with values {low:g}..{high:g}; "
+                        f"vptune reads such images only in {limit}: rescale it")
+    return np.rint(values * (255.0 / scale)).astype(np.uint8)
 
 
 def _identity(image: Image.Image) -> Image.Image:

@@ -101,14 +101,18 @@ def evaluate_run(
     device: str = "auto",
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a finished run on `split` (of its own data root unless `data` is given)."""
+    """Metrics of a finished run on `split` (of its own data root unless `data` is given).
+
+    The result names the data it scored under `data`: absolute root, task and split.
+    """
     config = run_config(run_dir)
+    root = _data_root(run_dir, config, data)
     torch_device = pick_device(device)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
     spec = input_spec(model.backbone, config.protocol)  # as training built it
     dataset = build_dataset(
-        data or config.data, config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
+        str(root), config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
     )
     if dataset.num_classes > model.num_classes:
         raise VptuneError(
@@ -118,4 +122,16 @@ def evaluate_run(
                           num_workers=config.num_workers)
     metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
                              show=not quiet and ctx.is_main, desc=f"eval {split}")
-    return {"split": split, **metrics, "skipped_images": len(dataset.skipped)}
+    scored = {"root": str(root), "task": config.task, "split": split}
+    return {"split": split, "data": scored, **metrics, "skipped_images": len(dataset.skipped)}
+
+
+def _data_root(run_dir: str | Path, config: TrainConfig, data: str | None) -> Path:
+    """The root to score: the one asked for, else the run's own, never one found from the current folder."""
+    if data is not None:
+        return Path(data).resolve()
+    root = Path(config.data)
+    if not root.is_absolute():
+        raise VptuneError(f"run '{run_dir}' recorded the relative data root '{config.data}', which would be read "
+                          "from the current folder; pass --data with the root it was trained on")
+    return root

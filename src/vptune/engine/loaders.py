@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from ..data import ImageDataset, InputSpec, load_split
 from ..data.formats import detect_format, resolve_task_dir
+from ..errors import VptuneError
 from .distributed import Dist
 
 DEFAULT_SPLITS = {"vtab": ("train800", "val200"), "fgvc": ("train", "val"), "folders": ("train", "val")}
@@ -30,24 +33,50 @@ def build_dataset(
     return ImageDataset(task_split, spec.transform(train=train), cache_images=True, skip_bad_images=skip_bad_images)
 
 
+class GlobalOrder(Sampler[int]):
+    """One seeded permutation of the whole split; rank `r` of `w` reads its positions r, r + w, r + 2w, ...
+
+    With `batch_size // w` samples per rank, the ranks' k-th batches together are exactly the
+    k-th batch of one process reading the permutation with `batch_size`, so torchrun sees the
+    same global batches in the same order. The last `len % w` positions are left out (a
+    different few each epoch), so every rank reads as many samples, the last partial batch included.
+    """
+
+    def __init__(self, size: int, ctx: Dist, seed: int) -> None:
+        self.size, self.ctx, self.seed = size, ctx, seed
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        usable = self.size - self.size % self.ctx.world_size
+        return iter(order[self.ctx.rank:usable:self.ctx.world_size])
+
+    def __len__(self) -> int:
+        return self.size // self.ctx.world_size
+
+
 def build_loader(
     dataset: ImageDataset, batch_size: int, ctx: Dist, *, shuffle: bool, seed: int, epoch: int, num_workers: int
 ) -> DataLoader:
     """A loader whose order depends only on (seed, epoch), so resumed runs repeat it exactly.
 
-    Under torchrun each rank reads its own shard and `batch_size` is split over ranks.
+    Under torchrun each rank reads its own shard and `batch_size` is split over ranks; shuffled
+    (training) loaders give the same global batches as one process (see GlobalOrder).
+
+    Raises:
+        VptuneError: a shuffled loader's `batch_size` is not a multiple of the number of processes.
     """
+    if shuffle and batch_size % ctx.world_size:
+        raise VptuneError(f"--batch-size {batch_size} must be a multiple of the {ctx.world_size} processes, "
+                          "so that every process takes an equal share of each batch")
     per_rank = max(1, batch_size // ctx.world_size)
-    if ctx.enabled and shuffle:
-        sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
-        sampler.set_epoch(epoch)
+    order_seed = seed * 100_003 + epoch
+    if shuffle:
+        sampler = GlobalOrder(len(dataset), ctx, order_seed)
     elif ctx.enabled:
         sampler = list(range(ctx.rank, len(dataset), ctx.world_size))
-    elif shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     else:
         sampler = SequentialSampler(dataset)
     return DataLoader(
         dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed * 100_003 + epoch),
+        generator=torch.Generator().manual_seed(order_seed),
     )

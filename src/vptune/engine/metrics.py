@@ -6,7 +6,11 @@ import torch
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Metrics of a whole split from its logits `(N, C)` and labels `(N,)`."""
+    """Metrics of a whole split from its logits `(N, C)` and labels `(N,)`.
+
+    top-k: the label is among the k highest logits, tied logits ranking the higher class
+    index first. auc: ROC-AUC of the softmax probability of class 1 (tied scores count half).
+    """
     num_classes = logits.shape[1]
     metrics = {"n": int(labels.numel()), "top1": _topk(logits, labels, 1)}
     if num_classes > 5:
@@ -20,5 +24,6 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[s
 
 
 def _topk(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    top = logits.topk(k, dim=1).indices
-    return float((top == labels[:, None]).any(dim=1).float().mean())
+    # Tied scores rank the higher class index first, as scikit-learn's top_k_accuracy_score does.
+    top = logits.argsort(dim=1, stable=True).flip(1)[:, :k]
+    return float((top == labels[:, None]).any(dim=1).double().mean())

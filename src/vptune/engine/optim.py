@@ -5,19 +5,24 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
+from ..model import TunedModel
 from .config import TrainConfig
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_tuned_tokens: bool) -> list[dict]:
-    """Trainable parameters split into decayed weights and undecayed biases, norms and prompts."""
+def parameter_groups(model: TunedModel, weight_decay: float, decay_tuned_tokens: bool) -> list[dict]:
+    """Trainable parameters split into decayed weights and undecayed ones.
+
+    Never decayed: tensors with ndim <= 1 (biases, norms, scales, gates). Not decayed unless
+    `decay_tuned_tokens`: what the model's modules declare in `no_weight_decay()` (prompts,
+    position embeddings, class tokens).
+    """
+    declared = model.no_weight_decay()
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_token = "prompt" in name or "token" in name or "pos_embed" in name
-        if param.ndim <= 1 or (is_token and not decay_tuned_tokens):
+        if param.ndim <= 1 or (name in declared and not decay_tuned_tokens):
             no_decay.append(param)
         else:
             decay.append(param)
@@ -32,7 +37,7 @@ def effective_lr(config: TrainConfig) -> float:
     return config.lr * config.batch_size / 256 if config.scale_lr else config.lr
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: TunedModel, config: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, config.weight_decay, config.decay_tuned_tokens)
     lr = effective_lr(config)
     if config.optimizer == "sgd":

@@ -38,6 +38,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if resume:
         config = _resumed_config(config, run_dir)
     config.validate()
+    # Recorded absolute, so that evaluating the run later reads this data from any folder.
+    config.data = str(Path(config.data).resolve())
     device = pick_device(config.device)
     ctx = init_distributed(device)
     if ctx.enabled and device.type == "cuda":

@@ -89,7 +89,7 @@ def imgfocus_state_dict(img_size: int = 224) -> dict[str, torch.Tensor]:
     The first call converts the ONNX file into ``cache_dir()`` (needs onnx and
     onnxruntime); later calls only read safetensors. At 224 px the position
     embedding is the graph's own, at 518 px the stored one, otherwise resampled
-    from the 37x37 grid. Raises BackboneError if img_size is not a positive
+    from the 37x37 grid as the graph resamples it. Raises BackboneError if img_size is not a positive
     multiple of 14.
     """
     if img_size <= 0 or img_size % PATCH_SIZE:
@@ -103,23 +103,32 @@ def imgfocus_state_dict(img_size: int = 224) -> dict[str, torch.Tensor]:
         state["pos_embed"] = load_file(folder / _POS_EMBED_224_FILE)["pos_embed"]
     elif img_size != NATIVE_IMG_SIZE:
         grid = img_size // PATCH_SIZE
+        # Bicubic without antialiasing, as the graph's own Resize node: the features then match
+        # onnxruntime's at this size too (timm's default antialiasing differs by up to 0.06).
         state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"], new_size=[grid, grid], old_size=[_NATIVE_GRID, _NATIVE_GRID], num_prefix_tokens=1
+            state["pos_embed"], new_size=[grid, grid], old_size=[_NATIVE_GRID, _NATIVE_GRID], num_prefix_tokens=1,
+            antialias=False,
         )
     return state
 
 
 def reference_features(images: np.ndarray) -> np.ndarray:
-    """Final-layernorm tokens [N, 257, 384] of the ONNX backbone, run by onnxruntime.
+    """Final-layernorm tokens [N, 1 + (S/14)^2, 384] of the ONNX backbone, run by onnxruntime.
 
-    images: float32 [N, 3, 224, 224], normalised with ImageNet mean/std. Meant
-    for parity tests of the converted weights.
+    images: float32 [N, 3, S, S], S a multiple of 14, normalised with ImageNet mean/std. The
+    graph is declared for 224 px but computes its grid from the input shape and resizes its
+    37x37 position embedding to it, so it runs at any such S once the declared shape says S.
+    Meant for parity tests of the converted weights.
     """
-    if images.ndim != 4 or images.shape[1:] != (3, GRAPH_IMG_SIZE, GRAPH_IMG_SIZE):
+    size = images.shape[-1] if images.ndim == 4 else 0
+    if images.shape[1:] != (3, size, size) or size % PATCH_SIZE or size == 0:
         raise BackboneError(
-            f"reference_features takes [N, 3, {GRAPH_IMG_SIZE}, {GRAPH_IMG_SIZE}] images, got {list(images.shape)}"
+            f"reference_features takes [N, 3, S, S] images with S a multiple of {PATCH_SIZE}, got {list(images.shape)}"
         )
-    session = _session(_load_graph(), [_FINAL_NORM])
+    model = _load_graph()
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = size, size
+    session = _session(model, [_FINAL_NORM])
     (features,) = session.run(None, {session.get_inputs()[0].name: images.astype(np.float32, copy=False)})
     return features
 

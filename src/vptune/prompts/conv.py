@@ -29,6 +29,9 @@ class BorderPrompt(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"top_bottom", "left_right"}
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images `(B, C, S_h, S_w)` framed by the border: `(B, C, S_h + 2p, S_w + 2p)`."""
         if tuple(images.shape[-2:]) != self.image_size:

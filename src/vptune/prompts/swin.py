@@ -39,6 +39,9 @@ class SwinPrompt(nn.Module):
             self.embeddings.append(nn.Parameter(init_prompts(values, patch_size, dim)))
         self.dropout = nn.Dropout(dropout)
 
+    def no_weight_decay(self) -> set[str]:
+        return {f"embeddings.{i}" for i in range(len(self.embeddings))}
+
     def block_tokens(self, stage: int, block: int, batch: int) -> torch.Tensor | None:
         """New prompts `(batch, p, dim)` entering this block, or None to keep the current ones."""
         if stage >= len(self.embeddings) or (not self.deep and block > 0):

@@ -65,6 +65,9 @@ class VitPrompt(nn.Module):
             nn.init.kaiming_normal_(self.proj.weight, a=0, mode="fan_out")
         self.dropout = nn.Dropout(dropout)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"embeddings"}
+
     @property
     def num_prompts(self) -> int:
         """Tokens the prompts add to the sequence (0 for `add` and `concat-channel`)."""
