@@ -7,7 +7,8 @@ retrain the chosen one on train800val200, score on test) for Linear, Full, Bias,
 Adapter, LoRA, VPT-Shallow and VPT-Deep on the offline DINOv2 ViT-S/14 at 56 px. Then
 `vptune report` (Markdown + CSV), `vptune plot` (the prompt-length ablation, a second small
 VPT-Deep sweep) and a `vptune tsne` panel (Linear vs VPT-Deep, first task) into the results
-folder. benchmarks/mini_vtab.yaml is the same sweep as a `vptune sweep --config` file.
+folder. benchmarks/mini_vtab.yaml is the main sweep as a `vptune sweep --config` file (on
+the full-size splits).
 
     python benchmarks/mini_vtab.py --dry-run            # print the commands and the time estimate
     python benchmarks/mini_vtab.py --quick              # 2 tasks, 3 methods, 1 lr, 1 seed, 2 epochs
@@ -46,6 +47,10 @@ CONFIG = Path(__file__).with_name("mini_vtab.yaml")
 FORWARD_SECONDS = 273 / 2600 / 5
 TRAIN_COST = {"full": 2.1, "partial-1": 0.45, "linear": 0.0}  # per training image, relative to VPT-Deep
 STARTUP_SECONDS = 3.0
+# Images kept per split and task (train800val200 = the kept train800 + val200).
+SPLIT_SIZES = {"train800": 100, "val200": 50, "test": 200}
+# A second, VPT-Deep-only sweep (1 seed, first lr) for the prompt-length figure.
+ABLATION = {"num_prompts": [1, 5, 10]}
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,15 @@ class Form:
 def full_form() -> tuple[Form, dict[str, list[str]]]:
     """The full form and the task groups, read from mini_vtab.yaml."""
     config = yaml.safe_load(CONFIG.read_text())
+    groups: dict[str, list[str]] = {}
+    for task in config["tasks"]:
+        groups.setdefault(task["group"], []).append(task["name"])
     form = Form(
-        tasks=config["tasks"], methods=config["methods"], lrs=config["grid"]["lr"], seeds=config["seeds"],
-        epochs=config["epochs"], img_size=config["img_size"], backbone=config["backbone"],
-        split_sizes=config["split_sizes"], ablation=config["ablation"],
+        tasks=[task["name"] for task in config["tasks"]], methods=config["methods"], lrs=config["grid"]["lr"],
+        seeds=config["seeds"], epochs=config["epochs"], img_size=config["img_size"], backbone=config["backbone"],
+        split_sizes=SPLIT_SIZES, ablation=ABLATION,
     )
-    return form, config["groups"]
+    return form, groups
 
 
 def quick_form(form: Form, groups: dict[str, list[str]]) -> Form:
@@ -81,22 +89,26 @@ def quick_form(form: Form, groups: dict[str, list[str]]) -> Form:
 
 
 def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | None = None,
-                  grid: dict[str, list] | None = None, seeds: int | None = None) -> list[str]:
-    """The `vptune sweep` command line of one sweep of `form` (the only place that builds one)."""
-    grid = grid or {"lr": form.lrs}
+                  lrs: list[float] | None = None, vary: dict[str, list] | None = None,
+                  seeds: int | None = None) -> list[str]:
+    """The `vptune sweep` command line of one sweep of `form` (the only place that builds one).
+
+    `vary` holds ablation axes: each value is tuned and retrained on its own.
+    """
     return [
-        sys.executable, "-m", "vptune", "sweep", "--data", str(data), "--tasks", *form.tasks,
-        "--methods", *(methods or form.methods), "--backbone", form.backbone, "--img-size", str(form.img_size),
-        "--epochs", str(form.epochs), "--seeds", str(seeds or form.seeds),
-        "--grid", *(f"{key}={','.join(map(str, values))}" for key, values in grid.items()),
-        "--out", str(out),
+        sys.executable, "-m", "vptune", "sweep", "--data", str(data), "--task", ",".join(form.tasks),
+        "--method", ",".join(methods or form.methods), "--backbone", form.backbone,
+        "--img-size", str(form.img_size), "--epochs", str(form.epochs), "--seeds", str(seeds or form.seeds),
+        "--grid", "lr=" + ",".join(map(str, lrs or form.lrs)),
+        *(arg for key, values in (vary or {}).items() for arg in ("--vary", f"{key}={','.join(map(str, values))}")),
+        "--out", str(out), "--quiet",
     ]
 
 
 def ablation_sweeps(form: Form, data: Path, out: Path) -> list[list[str]]:
     """One VPT-Deep sweep per ablation setting, 1 seed, the first lr."""
-    return [sweep_command(form, data, out / f"ablation-{key}", methods=["vpt-deep"], seeds=1,
-                          grid={"lr": form.lrs[:1], key: values}) for key, values in form.ablation.items()]
+    return [sweep_command(form, data, out / f"ablation-{key}", methods=["vpt-deep"], lrs=form.lrs[:1], seeds=1,
+                          vary={key: values}) for key, values in form.ablation.items()]
 
 
 def estimate_hours(form: Form) -> float:
@@ -189,7 +201,8 @@ def main() -> None:
     run([*vptune, "report", str(sweep), *groups_flag, "--format", "csv", "--out", str(results / "report.csv")],
         args.dry_run)
     for key in form.ablation:
-        run([*vptune, "plot", str(work / f"ablation-{key}"), *groups_flag, "--out", str(results / "figures")],
+        # The main sweep adds the Linear and Full reference lines.
+        run([*vptune, "plot", str(work / f"ablation-{key}"), str(sweep), *groups_flag, "--out", str(results / "figures")],
             args.dry_run)
     runs = ["<final run of linear, seed 0>", "<final run of vpt-deep, seed 0>"] if args.dry_run \
         else tsne_runs(sweep / "results.jsonl", form.tasks[0])

@@ -34,7 +34,7 @@ def row(task: str, method: str, seed: int, top1: float, *, stage: str = "final",
         "selected": None if stage == "final" else False, "selected_epoch": 3, "epochs": 3,
         "tuned_params": TUNED.get(method, {}).get(task, 10), "backbone_params": BACKBONE, "bytes_per_task": 4000,
         "wall_seconds": 1.5, "run_dir": f"/runs/{task}/{method}/{seed}", "config": {"lr": 0.01, "seed": seed},
-        **extra,
+        "error": None, **extra,
     }
 
 

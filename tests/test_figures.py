@@ -61,9 +61,9 @@ def test_only_varying_settings_are_ablations():
 
 
 def test_plot_cli_writes_png_and_svg_per_ablation(tmp_path, capsys):
-    results = write_results(ablation_rows("num_prompts", [1, 5, 10, 50]) + ablation_rows("train_fraction", [0.1, 1.0]),
-                            tmp_path / "sweep")
-    assert main(["plot", str(results), "--out", str(tmp_path / "figs")]) == 0
+    prompts = write_results(ablation_rows("num_prompts", [1, 5, 10, 50]), tmp_path / "prompts")
+    fractions = write_results(ablation_rows("train_fraction", [0.1, 1.0]), tmp_path / "fractions")
+    assert main(["plot", str(prompts), str(fractions / "results.csv"), "--out", str(tmp_path / "figs")]) == 0
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert names == ["ablation-num_prompts.png", "ablation-num_prompts.svg",
                      "ablation-train_fraction.png", "ablation-train_fraction.svg"]

@@ -103,6 +103,13 @@ def test_csv_and_jsonl_tables_load_to_the_same_rows(tmp_path):
     assert load_results(folder) == from_jsonl
 
 
+def test_rows_of_failed_trials_are_left_out(tmp_path):
+    failed = row("dtd", "vpt-deep", 5, None, error="TrainingError: loss is nan")
+    folder = write_results(paper_rows() + [failed], tmp_path / "sweep")
+    for table in ("results.jsonl", "results.csv"):
+        assert len(load_results(folder / table)) == len(paper_rows())
+
+
 def test_group_comes_from_user_yaml_then_row_field_then_the_paper(tmp_path):
     rows = [row("fashion-mnist", "linear", 0, 0.8, group="natural"), row("shapes-count", "linear", 0, 0.5),
             row("pcam", "linear", 0, 0.7), row("oxford_flowers", "linear", 0, 0.6), row("flowers102", "linear", 0, 0.6)]

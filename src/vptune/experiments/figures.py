@@ -58,7 +58,7 @@ def ablation_figure(rows: list[Row], key: str, groups: dict[str, list[str]] | No
     methods = list(dict.fromkeys(m for (m, _, _) in best if m not in REFERENCES))
     split = "test" if stage == "final" else "validation"
 
-    fig = Figure(figsize=(4.2 * len(grouped) + 0.8, 4.0), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(grouped) + 0.8, 4.2), layout="constrained")
     axes = fig.subplots(1, len(grouped), squeeze=False)[0]
     positions = range(len(x_values))
     for ax, (group, members) in zip(axes, grouped.items()):
@@ -79,8 +79,8 @@ def ablation_figure(rows: list[Row], key: str, groups: dict[str, list[str]] | No
         ax.set_title(f"{group_title(group)} ({len(members)} task{'s' * (len(members) > 1)})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{ABLATIONS[key].split(' (')[0]}: mean {split} top-1 over each group's tasks ({ERROR_RULE})",
-                 fontsize="medium")
+    fig.suptitle(f"{ABLATIONS[key].split(' (')[0]}: mean {split} top-1 over each group's tasks\n({ERROR_RULE})",
+                 fontsize="small")
     return fig
 
 

@@ -63,13 +63,14 @@ def results_file(path: str | Path) -> Path:
 def load_results(path: str | Path) -> list[Row]:
     """The rows of a sweep's results table (a folder, results.jsonl or results.csv).
 
-    Raises ResultsError for a missing file, an unparsable line or a row without the keys
-    every report needs (task, method, stage, seed, top1).
+    Rows of failed trials (a non-empty `error`) are left out. Raises ResultsError for a
+    missing file, an unparsable line or a row without the keys every report needs (task,
+    method, stage, seed, top1).
     """
     file = results_file(path)
-    rows = list(_read_jsonl(file) if file.suffix == ".jsonl" else _read_csv(file))
+    rows = [row for row in (_read_jsonl(file) if file.suffix == ".jsonl" else _read_csv(file)) if not row.get("error")]
     if not rows:
-        raise ResultsError(f"{file} holds no rows; wait for the sweep to finish a trial")
+        raise ResultsError(f"{file} holds no rows of finished trials; wait for the sweep to finish one")
     for number, row in enumerate(rows, start=1):
         missing = [key for key in REQUIRED_KEYS if row.get(key) is None]
         if missing:
