@@ -114,6 +114,11 @@ def _method_labels(final: list[Row]) -> list[str]:
     return labels
 
 
+def is_full(label: str) -> bool:
+    """Whether a method label (`full`, or `full (setting=...)` in an ablation) is Full."""
+    return label.partition(" (")[0] == FULL
+
+
 def _method_order(labels: list[str]) -> list[str]:
     # Full and Linear first, as in the paper's tables; the rest as the sweep wrote them.
     seen = list(dict.fromkeys(labels))
@@ -159,7 +164,7 @@ def _total_params(method: str, params: dict[str, int], backbone: int | None, tas
     if not params or backbone is None:
         return None
     per_task = statistics.fmean(params.values())
-    return total_multiple(backbone, per_task, tasks, shares_backbone=method.split(" (")[0] != FULL)
+    return total_multiple(backbone, per_task, tasks, shares_backbone=not is_full(method))
 
 
 def _chosen_settings(rows: list[Row]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -185,7 +190,7 @@ def format_value(value: Any) -> str:
 
 def best_values(values: dict[str, float | None]) -> set[str]:
     """The non-Full methods holding the highest value (all of them on ties)."""
-    candidates = {m: v for m, v in values.items() if v is not None and m.split(" (")[0] != FULL}
+    candidates = {m: v for m, v in values.items() if v is not None and not is_full(m)}
     top = max(candidates.values(), default=None)
     return {m for m, v in candidates.items() if v == top}
 
