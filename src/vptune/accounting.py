@@ -40,17 +40,28 @@ class StorageReport:
     @property
     def stored_params(self) -> int:
         """Parameters stored for `tasks` tasks: the shared backbone once, plus every task's."""
-        return (self.backbone_params if self.shares_backbone else 0) + self.tasks * self.tuned_params
+        return stored_params(self.backbone_params, self.tuned_params, self.tasks, self.shares_backbone)
 
     @property
     def total_multiple(self) -> float:
-        """The paper's "Total params": stored parameters over the backbone's.
+        """The paper's "Total params": stored parameters over the backbone's (see `total_multiple`)."""
+        return total_multiple(self.backbone_params, self.tuned_params, self.tasks, self.shares_backbone)
 
-        As in the paper, a method that tunes every backbone tensor (Full) shares nothing, so
-        T tasks store T tuned copies (24.02x for 24 tasks on ViT-B); any other method stores
-        the backbone once plus T per-task sets (e.g. Partial-1 is 3.00x).
-        """
-        return self.stored_params / self.backbone_params
+
+def stored_params(backbone_params: float, tuned_params: float, tasks: int, shares_backbone: bool) -> float:
+    """Parameters stored for `tasks` tasks of `tuned_params` each: the backbone once when shared."""
+    return (backbone_params if shares_backbone else 0) + tasks * tuned_params
+
+
+def total_multiple(backbone_params: float, tuned_params: float, tasks: int, shares_backbone: bool) -> float:
+    """The paper's "Total params" for `tasks` tasks: stored parameters over the backbone's.
+
+    As in the paper, a method that tunes every backbone tensor (Full) shares nothing, so
+    T tasks store T tuned copies (24.02x for 24 tasks on ViT-B); any other method stores
+    the backbone once plus T per-task sets (e.g. Partial-1 is 3.00x). `tuned_params` may be
+    a mean over tasks whose heads differ in size: T times it is their sum.
+    """
+    return stored_params(backbone_params, tuned_params, tasks, shares_backbone) / backbone_params
 
 
 def storage_report(

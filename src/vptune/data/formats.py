@@ -127,6 +127,12 @@ def _normalise(name: str) -> str:
     return name.lower().replace("-", "_")
 
 
+def canonical_task_name(task: str) -> str:
+    """The first name of the VTAB alias group `task` belongs to (`pcam` -> `patch_camelyon`); else `task` normalised."""
+    name = _normalise(task)
+    return next((group[0] for group in _ALIAS_GROUPS if name in group), name)
+
+
 def _alias_group(task: str) -> set[str]:
     name = _normalise(task)
     for group in _ALIAS_GROUPS:

@@ -1,0 +1,165 @@
+"""`vptune report`: means, stds, group means, wins over Full, Total params and chosen settings
+of hand-made results rows, against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from vptune.accounting import total_multiple
+from vptune.cli.main import main
+from vptune.experiments.report import build_report, to_csv, to_json, to_markdown
+from vptune.experiments.results import ResultsError, load_results, read_groups, task_groups
+
+from results_rows import ablation_rows, paper_rows, row, write_results
+
+
+@pytest.fixture
+def report():
+    return build_report(paper_rows())
+
+
+def test_task_means_and_sample_stds_over_seeds(report):
+    cifar = report.scores["full"]["cifar100"]
+    assert (cifar.mean, cifar.seeds) == (pytest.approx(0.62), 3)
+    assert cifar.std == pytest.approx(0.02)  # sample std of 0.60, 0.62, 0.64
+    assert report.scores["linear"]["dtd"].std == pytest.approx(0.04)
+    assert report.scores["vpt-deep"]["eurosat"].std == pytest.approx(0.02 / 2 ** 0.5)
+    one_seed = report.scores["vpt-deep"]["dsprites_loc"]
+    assert (one_seed.mean, one_seed.std, one_seed.seeds) == (pytest.approx(0.45), None, 1)
+
+
+def test_groups_follow_the_paper_and_means_follow_the_printed_rule(report):
+    assert report.groups == {"natural": ["cifar100", "dtd"], "specialized": ["eurosat"], "structured": ["dsprites_loc"]}
+    assert report.group_means["full"] == pytest.approx({"natural": 0.56, "specialized": 0.91, "structured": 0.40})
+    assert report.group_means["vpt-deep"]["natural"] == pytest.approx(0.615)
+    assert report.mean_of_groups == pytest.approx({"full": 1.87 / 3, "linear": 1.69 / 3, "vpt-deep": 2.005 / 3})
+    assert report.mean_of_tasks == pytest.approx({"full": 0.6075, "linear": 0.565, "vpt-deep": 0.655})
+
+
+def test_wins_over_full_per_group(report):
+    assert report.wins == {
+        "linear": {"natural": [1, 2], "specialized": [0, 1], "structured": [0, 1]},
+        "vpt-deep": {"natural": [2, 2], "specialized": [1, 1], "structured": [1, 1]},
+    }
+    no_full = build_report([r for r in paper_rows() if r["method"] != "full"])
+    assert no_full.wins is None
+    assert "beats Full" not in to_markdown(no_full)
+
+
+def test_total_params_for_the_tasks_in_the_table(report):
+    # T = 4 tasks, backbone 1000: Full stores 4 copies of 1010; others the backbone plus per-task sets.
+    assert report.total_params == pytest.approx({"full": 4.04, "linear": 1.04, "vpt-deep": 1.24})
+    assert report.tuned_params["vpt-deep"] == {"cifar100": 100, "dtd": 60, "eurosat": 40, "dsprites_loc": 40}
+    assert total_multiple(1000, 60, 4, shares_backbone=True) == pytest.approx(1.24)
+
+
+def test_chosen_settings_come_from_selected_tune_rows(report):
+    assert report.settings["dtd"]["vpt-deep"] == [{"setting": {"lr": 0.01}, "seeds": [0, 1, 2]}]
+    assert report.settings["eurosat"]["full"] == [{"setting": {"lr": 0.001}, "seeds": [0, 1]}]
+
+
+def test_markdown_bolds_the_best_non_full_value_per_column(report):
+    text = to_markdown(report)
+    assert "| linear | **70.00** ± 0.00 (3) | 44.00 ± 4.00 (3) | 57.00 |" in text
+    assert "| vpt-deep | 66.00 ± 1.00 (3) | **57.00** ± 2.00 (3) | **61.50** |" in text
+    # Full beats every method on nothing here but is never bolded, even where it is highest.
+    assert "| full | 62.00 ± 2.00 (3) | 50.00 ± 0.00 (3) | 56.00 |" in text
+    assert "| vpt-deep | 1.24x | **61.50** | **94.00** | **45.00** | **66.83** | **65.50** |" in text
+    assert "| vpt-deep | 2 of 2 | 1 of 1 | 1 of 1 |" in text
+    assert "| dtd | vpt-deep | lr=0.01 | 0, 1, 2 |" in text
+    assert "### VTAB Specialized (1 task)" in text and "### VTAB Natural (2 tasks)" in text
+    assert "mean over the group's tasks" in text and "Mean of tasks: plain mean over all tasks" in text
+    # Every table row has as many cells as its header.
+    tables = [block.splitlines() for block in text.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 7
+    assert all(len({line.count("|") for line in table}) == 1 for table in tables)
+
+
+def test_csv_and_json_outputs_parse_to_the_same_numbers(report):
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    by_key = {(r["section"], r["method"], r["name"]): r for r in rows}
+    assert float(by_key["task", "full", "cifar100"]["value"]) == pytest.approx(0.62)
+    assert float(by_key["task", "full", "cifar100"]["std"]) == pytest.approx(0.02)
+    assert float(by_key["group", "linear", "natural"]["value"]) == pytest.approx(0.57)
+    assert float(by_key["overall", "vpt-deep", "mean_of_tasks"]["value"]) == pytest.approx(0.655)
+    assert float(by_key["total_params", "full", "T=4"]["value"]) == pytest.approx(4.04)
+    assert (by_key["wins_over_full", "vpt-deep", "natural"]["value"], by_key["wins_over_full", "vpt-deep", "natural"]["count"]) == ("2", "2")
+    assert json.loads(by_key["setting", "linear", "dtd"]["value"]) == {"lr": 0.1}
+    data = json.loads(to_json(report))
+    assert data["scores"]["linear"]["eurosat"]["mean"] == pytest.approx(0.82)
+    assert data["mean_of_groups"]["vpt-deep"] == pytest.approx(2.005 / 3)
+    assert data["wins"]["linear"]["natural"] == [1, 2]
+    assert "averaging" in data["rules"]
+
+
+def test_csv_and_jsonl_tables_load_to_the_same_rows(tmp_path):
+    folder = write_results(paper_rows(), tmp_path / "sweep")
+    from_jsonl, from_csv = load_results(folder / "results.jsonl"), load_results(folder / "results.csv")
+    assert to_json(build_report(from_csv)) == to_json(build_report(from_jsonl))
+    assert load_results(folder) == from_jsonl
+
+
+def test_rows_of_failed_trials_are_left_out(tmp_path):
+    failed = row("dtd", "vpt-deep", 5, None, error="TrainingError: loss is nan")
+    folder = write_results(paper_rows() + [failed], tmp_path / "sweep")
+    for table in ("results.jsonl", "results.csv"):
+        assert len(load_results(folder / table)) == len(paper_rows())
+
+
+def test_group_comes_from_user_yaml_then_row_field_then_the_paper(tmp_path):
+    rows = [row("fashion-mnist", "linear", 0, 0.8, group="natural"), row("shapes-count", "linear", 0, 0.5),
+            row("pcam", "linear", 0, 0.7), row("oxford_flowers", "linear", 0, 0.6), row("flowers102", "linear", 0, 0.6)]
+    assert task_groups(rows) == {"natural": ["fashion-mnist", "flowers102"], "specialized": ["pcam"],
+                                 "fgvc": ["oxford_flowers"], "other": ["shapes-count"]}
+    groups_file = tmp_path / "groups.yaml"
+    groups_file.write_text("mine: [shapes-count, fashion-mnist]\n")
+    assert task_groups(rows, read_groups(groups_file)) == {
+        "mine": ["fashion-mnist", "shapes-count"], "natural": ["flowers102"], "specialized": ["pcam"],
+        "fgvc": ["oxford_flowers"]}
+
+
+def test_ablation_settings_become_separate_method_rows():
+    report = build_report(ablation_rows("num_prompts", [1, 10]))
+    assert report.methods == ["full", "linear", "vpt-deep (num_prompts=1)", "vpt-deep (num_prompts=10)"]
+    assert report.scores["vpt-deep (num_prompts=10)"]["cifar100"].mean == pytest.approx(0.605)
+
+
+def test_cli_writes_each_format(tmp_path, capsys):
+    folder = write_results(paper_rows(), tmp_path / "sweep")
+    assert main(["report", str(folder)]) == 0
+    assert "## Summary: test top-1 (%)" in capsys.readouterr().out
+    out = tmp_path / "report.json"
+    assert main(["report", str(folder / "results.csv"), "--format", "json", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["total_params"]["linear"] == pytest.approx(1.04)
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert main(["report", str(folder), "--format", "csv"]) == 0
+    assert next(csv.reader(io.StringIO(capsys.readouterr().out))) == ["section", "method", "name", "value", "std", "count"]
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path.parent
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: p / "missing", "does not exist"),
+    (lambda p: p, "holds no results.jsonl"),
+    (lambda p: _write(p / "results.jsonl", "{not json\n"), "not a JSON object"),
+    (lambda p: _write(p / "results.jsonl", '{"task": "dtd"}\n'), "lacks method, stage, seed, top1"),
+])
+def test_bad_tables_end_in_one_line(tmp_path, capsys, make, fragment):
+    from conftest import assert_one_line_error
+
+    code = main(["report", str(make(tmp_path))])
+    assert_one_line_error(code, capsys.readouterr().err, fragment)
+
+
+def test_tables_without_final_rows_or_mixing_backbones_are_refused():
+    with pytest.raises(ResultsError, match="no final-stage rows"):
+        build_report([r for r in paper_rows() if r["stage"] == "tune"])
+    with pytest.raises(ResultsError, match="different sizes"):
+        build_report(paper_rows() + [row("dtd", "lora", 0, 0.5, backbone_params=5)])
