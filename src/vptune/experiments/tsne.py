@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from torch.utils.data import DataLoader, Subset
 
+from ..data import input_spec
 from ..engine.evaluate import load_run_model, run_config
-from ..engine.loaders import build_dataset, input_spec
+from ..engine.loaders import build_dataset
 from ..engine.runinfo import progress
 from ..errors import VptuneError
 
