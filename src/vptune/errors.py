@@ -23,3 +23,7 @@ class DataError(VptuneError):
 
 class TrainingError(VptuneError):
     """Training cannot go on (non-finite loss, bad configuration)."""
+
+
+class HeadError(VptuneError):
+    """A head kind or one of its options is invalid, or the head does not fit the model."""

@@ -83,6 +83,8 @@ def load(
             arch=description["arch"] if backbone is None else None,
         )
     _check_same_backbone(path, description, fingerprint(backbone))
+    # Files from before heads were recorded hold a linear classifier.
+    head = dict(description.get("head", {"kind": "linear"}))
     model = create(
         backbone,
         description["method"],
@@ -91,6 +93,8 @@ def load(
         img_size=description["img_size"],
         class_names=description["class_names"],
         backbone_id=description["backbone"],
+        head=head.pop("kind"),
+        head_options=head,
         **description["options"],
     )
     tensors = load_file(str(path), device=str(map_location))

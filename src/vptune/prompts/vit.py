@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -113,19 +114,18 @@ def stem_tokens(backbone: nn.Module, patch_tokens: torch.Tensor) -> torch.Tensor
     return backbone.norm_pre(backbone.patch_drop(backbone._pos_embed(patch_tokens)))
 
 
-def vit_tokens(
+def _block_outputs(
     backbone: nn.Module,
     images: torch.Tensor,
     prompt: VitPrompt | None,
     *,
     cls_only: bool = False,
     checkpoint: bool = False,
-) -> torch.Tensor:
-    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone.
+) -> Iterator[tuple[torch.Tensor, int]]:
+    """Each block's output `[prefix, prompts, patches]` in turn, with how many prompt tokens it holds.
 
     Rows nobody reads are not computed: prompt outputs that the next block replaces,
-    and with `cls_only` every row of the last block but [CLS] (then the result is
-    `(B, 1, C)`). `checkpoint` recomputes each block in the backward pass to save memory.
+    and with `cls_only` every row of the last block but [CLS] (then it yields `(B, 1, C)`).
     """
     if prompt is not None and prompt.location == "concat-channel":
         x = prompt.channel_tokens(images, backbone)
@@ -134,6 +134,7 @@ def vit_tokens(
     x = stem_tokens(backbone, x)
     prefix = backbone.num_prefix_tokens
     last = len(backbone.blocks) - 1
+    in_sequence = 0
     for index, block in enumerate(backbone.blocks):
         kv_tokens = None
         if prompt is not None and prompt.first_block <= index <= prompt.last_block:
@@ -148,6 +149,7 @@ def vit_tokens(
                 else:
                     # The last prompted block's outputs travel on like shallow prompts.
                     x = torch.cat([x[:, :prefix], tokens, x[:, prefix:]], dim=1)
+                    in_sequence = tokens.shape[1]
         rows = slice(0, 1) if cls_only and index == last else slice(None)
         if checkpoint and torch.is_grad_enabled():
             x = torch.utils.checkpoint.checkpoint(
@@ -155,7 +157,53 @@ def vit_tokens(
             )
         else:
             x = block_forward_rows(block, x, rows, kv_tokens, prefix)
+        yield x, in_sequence
+
+
+def vit_tokens(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    prompt: VitPrompt | None,
+    *,
+    cls_only: bool = False,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone.
+
+    With `cls_only` only [CLS] is computed in the last block (the result is `(B, 1, C)`).
+    `checkpoint` recomputes each block in the backward pass to save memory.
+    """
+    for x, _ in _block_outputs(backbone, images, prompt, cls_only=cls_only, checkpoint=checkpoint):
+        pass
     return backbone.norm(x)
+
+
+def vit_block_maps(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    prompt: VitPrompt | None,
+    blocks: Sequence[int],
+    *,
+    checkpoint: bool = False,
+) -> list[torch.Tensor]:
+    """Patch tokens leaving each of `blocks` (0-based), as `(B, C, h, w)` maps on the patch grid.
+
+    One prompted forward, stopped after the last block asked for; prefix and prompt tokens
+    are dropped, and no final norm is applied (as the block outputs a decoder reads in
+    mmsegmentation's ViT).
+    """
+    patch_h, patch_w = backbone.patch_embed.patch_size
+    grid = (images.shape[-2] // patch_h, images.shape[-1] // patch_w)
+    prefix = backbone.num_prefix_tokens
+    wanted, maps = set(blocks), {}
+    outputs = _block_outputs(backbone, images, prompt, checkpoint=checkpoint)
+    for index, (x, in_sequence) in enumerate(outputs):
+        if index in wanted:
+            patches = x[:, prefix + in_sequence:]
+            maps[index] = patches.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid)
+            if len(maps) == len(wanted):
+                break
+    return [maps[index] for index in blocks]
 
 
 def vit_features(
