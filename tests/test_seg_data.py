@@ -67,7 +67,7 @@ def test_voc_reads_palette_indices(tmp_path):
     base = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
     for name in ("2007_000032", "2007_000033"):
         save_image(base / "JPEGImages" / f"{name}.jpg", rgb(3, 3))
-        mask = Image.fromarray(np.array([[0, 15, 255], [20, 1, 0], [0, 0, 0]], np.uint8), mode="P")
+        mask = Image.frombytes("P", (3, 3), np.array([[0, 15, 255], [20, 1, 0], [0, 0, 0]], np.uint8).tobytes())
         mask.putpalette([0, 0, 0, 128, 0, 0] * 128)
         (base / "SegmentationClass").mkdir(exist_ok=True)
         mask.save(base / "SegmentationClass" / f"{name}.png")

@@ -34,11 +34,16 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The method options given on the command line, typed."""
-    options = method_flags(vars(args))
-    for item in getattr(args, "option", []):
+    return {**method_flags(vars(args)), **key_values(getattr(args, "option", []), "--option")}
+
+
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE strings as a mapping, values parsed as YAML (3 -> int, [1, 2] -> list)."""
+    options = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise VptuneError(f"--option takes KEY=VALUE, got '{item}'")
+            raise VptuneError(f"{flag} takes KEY=VALUE, got '{item}'")
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
     return options
 

@@ -1,24 +1,29 @@
-"""`vptune predict`: top-k classes for image files."""
+"""`vptune predict`: top-k classes for image files, or colour masks from a segmentation model."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data import build_transform, load_rgb
+from ..data.seg_palette import colour_mask, overlay
 from ..engine.evaluate import load_run_model, pick_device, run_config
 from ..engine.loaders import input_spec
+from ..engine.segmentation import predict_mask
 from ..errors import DataError, VptuneError
 from ..persistence import load
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("predict", help="classify images with a run folder or per-task file")
+    parser = subparsers.add_parser("predict", help="classify or segment images with a run folder or per-task file")
     parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder or a per-task .safetensors file")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify or segment")
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (5)")
+    parser.add_argument("--out-dir", help="segmentation: folder for <image>_mask.png and <image>_overlay.png "
+                        "(default: each image's folder)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
 
@@ -35,15 +40,32 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = model.to(device).eval()
     spec = input_spec(model.backbone, protocol)
+    paths = [Path(p) for p in args.images]
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing:
+        raise DataError(f"image '{missing}' does not exist")
+    if model.task_type == "segmentation":
+        for path in paths:
+            _write_masks(model, path, spec, device, Path(args.out_dir) if args.out_dir else path.parent)
+        return 0
     transform = build_transform(spec.protocol, spec.img_size, spec.mean, spec.std, train=False)
     k = min(args.top_k, model.num_classes)
-    for image_path in args.images:
-        path = Path(image_path)
-        if not path.is_file():
-            raise DataError(f"image '{path}' does not exist")
+    for path in paths:
         with torch.no_grad():
             probs = model(transform(load_rgb(path)).unsqueeze(0).to(device)).softmax(dim=1)[0].cpu()
         top = probs.topk(k)
         ranked = ", ".join(f"{model.class_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
         print(f"{path}: {ranked}")
     return 0
+
+
+def _write_masks(model, path: Path, spec, device: torch.device, out_dir: Path) -> None:
+    image = load_rgb(path)
+    mask = predict_mask(model, image, spec, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mask_path, overlay_path = out_dir / f"{path.stem}_mask.png", out_dir / f"{path.stem}_overlay.png"
+    colour_mask(mask).save(mask_path)
+    overlay(image, mask).save(overlay_path)
+    ids, counts = np.unique(mask, return_counts=True)
+    shares = ", ".join(f"{model.class_names[i]} {c / mask.size:.0%}" for i, c in sorted(zip(ids, counts), key=lambda x: -x[1]))
+    print(f"{path}: {mask_path}, {overlay_path} ({shares})")

@@ -39,6 +39,11 @@ class SegDataset(Dataset):
     def class_names(self) -> list[str]:
         return self.split.class_names
 
+    @property
+    def skipped(self) -> list:
+        """Always empty: a bad image or mask raises instead of being skipped."""
+        return []
+
     def __len__(self) -> int:
         return len(self.split.samples)
 

@@ -66,10 +66,10 @@ class SegTransform:
     def __call__(
         self, image: Image.Image, mask: np.ndarray, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = F.pil_to_tensor(image)
         labels = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))
         if not self.train:
-            return self._normalise(resize_keep_ratio(pixels, self.scale)), labels.long()
+            return self.eval_image(image), labels.long()
+        pixels = F.pil_to_tensor(image)
         ratio = _uniform(*self.ratio_range, generator)
         scale = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
         pixels, labels = resize_keep_ratio(pixels, scale), resize_keep_ratio(labels[None], scale, nearest=True)[0]
@@ -78,6 +78,10 @@ class SegTransform:
             pixels, labels = pixels.flip(-1), labels.flip(-1)
         image_out = self._normalise(photometric_distortion(pixels, generator))
         return pad_to(image_out, labels, self.img_size, self.ignore_index)
+
+    def eval_image(self, image: Image.Image) -> torch.Tensor:
+        """The evaluation input of an image (resized to the base scale, normalised), with or without a mask."""
+        return self._normalise(resize_keep_ratio(F.pil_to_tensor(image), self.scale))
 
     def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(pixels.float() / 255.0, list(self.mean), list(self.std))

@@ -31,6 +31,9 @@ class TrainConfig:
     allow_keys: list[str] = field(default_factory=list)
     method: str = "vpt-deep"
     method_options: dict[str, Any] = field(default_factory=dict)
+    # None: "linear" for classification data, "setr-pup" for segmentation data.
+    head: str | None = None
+    head_options: dict[str, Any] = field(default_factory=dict)
     img_size: int | None = None
     epochs: int = 10
     batch_size: int = 32

@@ -19,6 +19,8 @@ from .distributed import Dist, gather_tensors, init_distributed
 from .loaders import build_dataset, build_loader, input_spec
 from .metrics import classification_metrics
 from .runinfo import progress
+from .seg_inference import MULTI_SCALES
+from .segmentation import class_iou, confusion_matrix, segmentation_scores
 
 TASK_FILE = "task.safetensors"
 
@@ -99,12 +101,20 @@ def evaluate_run(
     batch_size: int | None = None,
     device: str = "auto",
     quiet: bool = False,
+    multi_scale: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a finished run on `split` (of its own data root unless `data` is given)."""
+    """Metrics of a finished run on `split` (of its own data root unless `data` is given).
+
+    Segmentation runs report aAcc, mIoU, mAcc and each class's IoU, with
+    single-scale sliding-window inference, or with `multi_scale` the softmax
+    averaged over scales 0.5-1.75 and their mirror images.
+    """
     config = run_config(run_dir)
     torch_device = pick_device(device)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
+    if multi_scale and model.task_type != "segmentation":
+        raise VptuneError("--multi-scale applies to segmentation runs; this run classifies")
     spec = input_spec(model.backbone, config.protocol)  # as training built it
     dataset = build_dataset(
         data or config.data, config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
@@ -115,6 +125,14 @@ def evaluate_run(
         )
     loader = build_loader(dataset, batch_size or config.batch_size, ctx, shuffle=False, seed=config.seed, epoch=0,
                           num_workers=config.num_workers)
+    if model.task_type == "segmentation":
+        with autocast(torch_device, config.precision):
+            counts = confusion_matrix(
+                model, loader, model.num_classes, spec.img_size, torch_device, ctx, show=not quiet and ctx.is_main,
+                desc=f"eval {split}", scales=MULTI_SCALES if multi_scale else (1.0,), flip=multi_scale,
+            )
+        return {"split": split, "n": len(dataset), "multi_scale": multi_scale, **segmentation_scores(counts),
+                "IoU": class_iou(counts, model.class_names)}
     metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
                              show=not quiet and ctx.is_main, desc=f"eval {split}")
     return {"split": split, **metrics, "skipped_images": len(dataset.skipped)}
