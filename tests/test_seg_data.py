@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from vptune.data import SegDataset, SegTransform, load_seg_split, prepare_task, seg_collate
@@ -125,7 +126,8 @@ def test_folder_pairs_errors(tmp_path):
     with pytest.raises(DataError, match=r"a.png is a RGB image; save class ids as a single-channel"):
         load_pair(*split.samples[0], split)
     save_image(task / "images" / "train" / "b.png", rgb(5, 6))
-    with pytest.raises(DataError, match=rf"image {task}/images/train/b.png has no mask \(expected .*masks/train/b.png\)"):
+    missing = rf"image {task}/images/train/b.png has no mask \(expected .*masks/train/b.png\)"
+    with pytest.raises(DataError, match=missing):
         load_seg_split(tmp_path, "pairs", "train")
     (task / "classes.txt").unlink()
     with pytest.raises(DataError, match="classes.txt is missing; list the class names"):
@@ -158,8 +160,8 @@ def test_train_transform_keeps_the_rectangle_aligned():
         assert set(target.unique().tolist()) <= {0, 3, 255}
         grey = (out * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]).mean(0)
         # Away from edges (where bilinear blends), bright pixels are exactly the class-3 pixels.
-        padded = torch.nn.functional.pad(target[None, None].float(), (1, 1, 1, 1), mode="replicate")
-        interior = (torch.nn.functional.max_pool2d(padded, 3, 1) == -torch.nn.functional.max_pool2d(-padded, 3, 1))[0, 0]
+        padded = F.pad(target[None, None].float(), (1, 1, 1, 1), mode="replicate")
+        interior = (F.max_pool2d(padded, 3, 1) == -F.max_pool2d(-padded, 3, 1))[0, 0]
         keep = interior & (target != 255)
         assert torch.equal((grey > 0.3)[keep], (target == 3)[keep]), seed
         seen_rect += bool((target == 3).any())

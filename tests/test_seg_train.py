@@ -36,7 +36,8 @@ def fashion_available() -> bool:
 
 TASK = "fashion-scenes" if fashion_available() else "shapes-seg"
 SIZES = {"train": 8, "val": 4, "test": 3}
-TRAINING = [*TINY_CLI, "--method", "vpt-deep", "--num-prompts", "2", "--epochs", "1", "--batch-size", "4", "--lr", "0.01"]
+TRAINING = [*TINY_CLI, "--method", "vpt-deep", "--num-prompts", "2", "--epochs", "1", "--batch-size", "4",
+            "--lr", "0.01"]
 SEG_CLI = [*TRAINING, "--head", "setr-naive", "--head-option", "channels=8"]
 
 
@@ -178,7 +179,8 @@ def test_save_load_gives_the_same_masks(tmp_path, scenes_root):
 
 
 def test_heads_must_fit_the_data(scenes_root, small_digits_root, tmp_path, capsys):
-    args = ["train", "--data", str(scenes_root), "--task", TASK, *TRAINING, "--head", "linear", "--out", str(tmp_path / "a")]
+    args = ["train", "--data", str(scenes_root), "--task", TASK, *TRAINING, "--head", "linear",
+            "--out", str(tmp_path / "a")]
     assert_one_line_error(main(args), capsys.readouterr().err, "head 'linear' is a classification head",
                           "segmentation data (seg-folders)")
     args = ["train", "--data", str(small_digits_root), "--task", "digits", *SEG_CLI, "--out", str(tmp_path / "b")]

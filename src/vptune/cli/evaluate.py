@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
         for key, value in result.items():
             if isinstance(value, dict):  # per-class scores, one line each
                 print(key)
+                name_width = max(len(name) for name in value)
                 for name, score in value.items():
-                    print(f"  {name}  {_shown(score)}")
+                    print(f"  {name:<{name_width}}  {_shown(score)}")
             else:
                 print(f"{key:<{width}}  {_shown(value)}")
     print(json.dumps(result))

@@ -67,5 +67,6 @@ def _write_masks(model, path: Path, spec, device: torch.device, out_dir: Path) -
     colour_mask(mask).save(mask_path)
     overlay(image, mask).save(overlay_path)
     ids, counts = np.unique(mask, return_counts=True)
-    shares = ", ".join(f"{model.class_names[i]} {c / mask.size:.0%}" for i, c in sorted(zip(ids, counts), key=lambda x: -x[1]))
+    order = np.argsort(-counts)
+    shares = ", ".join(f"{model.class_names[ids[i]]} {counts[i] / mask.size:.0%}" for i in order)
     print(f"{path}: {mask_path}, {overlay_path} ({shares})")

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                         help="accept this missing/unexpected checkpoint key or prefix (repeatable)")
     parser.add_argument("--method", help=f"tuning method ({defaults.method})")
     add_method_options(parser)
-    parser.add_argument("--head", help="head: linear, mlp, setr-pup, setr-naive (linear; setr-pup for segmentation data)")
+    parser.add_argument("--head", help="head: linear, mlp, setr-pup, setr-naive "
+                        "(linear; setr-pup for segmentation data)")
     parser.add_argument("--head-option", dest="head_option", action="append", metavar="KEY=VALUE",
                         help="a head option, e.g. --head-option channels=64 or aux_blocks=[] (repeatable)")
     parser.add_argument("--img-size", type=int, help="input size (default: the backbone's; 224 for the offline one)")

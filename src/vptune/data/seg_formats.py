@@ -121,7 +121,8 @@ def read_mask(path: Path, split: SegSplit) -> np.ndarray:
         raise DataError(f"mask {path} cannot be decoded ({type(err).__name__}: {err}); replace it") from err
     if mode not in _MASK_MODES:
         raise DataError(
-            f"mask {path} is a {mode} image; save class ids as a single-channel (L or P) PNG, {split.ignore_index} = ignore"
+            f"mask {path} is a {mode} image; save class ids as a single-channel (L or P) PNG, "
+            f"{split.ignore_index} = ignore"
         )
     first = 1 if split.reduce_zero_label else 0
     last = split.num_classes - 1 + first
@@ -160,7 +161,9 @@ def _load_voc(folder: Path, split: str) -> Loaded:
     images = [folder / "JPEGImages" / f"{name}.jpg" for name in ids]
     missing = next((p for p in images if not p.is_file()), None)
     if missing:
-        raise DataError(f"image {missing} listed in {lists / f'{split}.txt'} does not exist; fix the list or the images")
+        raise DataError(
+            f"image {missing} listed in {lists / f'{split}.txt'} does not exist; fix the list or the images"
+        )
     pairs = _pair_by_stem(images, lambda img: folder / "SegmentationClass" / f"{img.stem}.png")
     return pairs, list(VOC_CLASSES), split
 

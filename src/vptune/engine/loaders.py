@@ -70,7 +70,14 @@ def build_dataset(
 
 
 def build_loader(
-    dataset: ImageDataset | SegDataset, batch_size: int, ctx: Dist, *, shuffle: bool, seed: int, epoch: int, num_workers: int
+    dataset: ImageDataset | SegDataset,
+    batch_size: int,
+    ctx: Dist,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    num_workers: int,
 ) -> DataLoader:
     """A loader whose order depends only on (seed, epoch), so resumed runs repeat it exactly.
 

@@ -18,7 +18,9 @@ from .runinfo import progress
 from .seg_inference import default_stride, segment
 
 
-def seg_loss(logits: torch.Tensor, aux_logits: Sequence[torch.Tensor], masks: torch.Tensor, aux_weight: float) -> torch.Tensor:
+def seg_loss(
+    logits: torch.Tensor, aux_logits: Sequence[torch.Tensor], masks: torch.Tensor, aux_weight: float
+) -> torch.Tensor:
     """Pixel cross-entropy of the main decoder plus `aux_weight` x that of each auxiliary one.
 
     Ignored pixels add 0 and still count in the mean, as mmseg's CrossEntropyLoss
