@@ -44,6 +44,11 @@ def register(subparsers) -> None:
     parser.add_argument("--decay-tuned-tokens", action="store_true", help="also decay prompts and other tokens")
     parser.add_argument("--momentum", type=float, help=f"SGD momentum ({defaults.momentum})")
     parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length ({defaults.warmup_epochs})")
+    parser.add_argument("--schedule", help=f"lr schedule after warm-up: cosine or poly ({defaults.schedule})")
+    parser.add_argument("--poly-power", type=float, help=f"exponent of the poly schedule ({defaults.poly_power})")
+    parser.add_argument("--min-lr", type=float, help=f"lr the poly schedule ends at ({defaults.min_lr})")
+    parser.add_argument("--head-lr-multiplier", type=float,
+                        help=f"the head trains at lr times this, e.g. 10 as SETR ({defaults.head_lr_multiplier})")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")

@@ -24,7 +24,7 @@ from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from .loaders import build_dataset, build_loader, default_splits, input_spec, task_format
-from .optim import build_optimizer, effective_lr, lr_at, set_lr
+from .optim import apply_schedule, build_optimizer
 from .runinfo import MetricsLog, environment, progress, write_json
 
 # Settings that may change when a run is resumed: they do not affect its result.
@@ -159,14 +159,12 @@ class _Run:
         # Prompt dropout and augmentation draw from this seed, so a resumed epoch repeats exactly.
         torch.manual_seed(config.seed * 100_003 + epoch + 1)
         self.net.train()
-        base_lr = effective_lr(config)
         loss_sum, correct, seen = 0.0, 0, 0
         loader = self._loader(self.train_set, epoch, shuffle=True)
         bar = progress(loader, f"epoch {epoch + 1}/{config.epochs}", enabled=self.show)
         for step_in_epoch, (images, labels) in enumerate(bar):
             step = epoch * self.steps_per_epoch + step_in_epoch
-            lr = lr_at(step, self.total_steps, self.warmup_steps, base_lr)
-            set_lr(self.optimizer, lr)
+            lr = apply_schedule(self.optimizer, config, step, self.total_steps, self.warmup_steps)
             images, labels = images.to(self.device), labels.to(self.device)
             with autocast(self.device, config.precision):
                 logits = self.net(images)
