@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import vptune
+from vptune.cli.info import describe
 from vptune.errors import HeadError, MethodError
 from vptune.heads import available_heads, get_head
 from vptune.methods import available_methods
@@ -190,6 +191,8 @@ def test_segmentation_file_round_trip(tmp_path, images):
     assert description["task_type"] == "segmentation"
     assert description["head"] == {"kind": "setr-pup", "channels": 8, "block": 3, "aux_blocks": [1],
                                    "aux_weight": 0.4}
+    info = describe(path)
+    assert (info["task_type"], info["head"]["kind"]) == ("segmentation", "setr-pup")
     restored = vptune.load(path, backbone=tiny_vit()).eval()
     with torch.no_grad():
         torch.testing.assert_close(restored(images), model(images), atol=0, rtol=0)
@@ -205,5 +208,6 @@ def test_files_without_a_head_load_as_linear_classifiers(tmp_path, images):
     save_file(load_file(str(path)), str(path), metadata={"vptune": json.dumps(description)})
     restored = vptune.load(path, backbone=tiny_vit()).eval()
     assert restored.task_type == "classification" and restored.head_kind == "linear"
+    assert describe(path)["head"] == {"kind": "linear"}
     with torch.no_grad():
         torch.testing.assert_close(restored(images), model.eval()(images), atol=0, rtol=0)

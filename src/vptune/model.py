@@ -73,6 +73,7 @@ class TunedModel(nn.Module):
 
     @property
     def head_kind(self) -> str:
+        """The registered head kind, e.g. `linear` or `setr-pup`."""
         return self.config["head"]["kind"]
 
     def set_head(self, kind: str, options: dict[str, Any]) -> None:

@@ -24,16 +24,10 @@ def handles_rows(block: nn.Module) -> bool:
     dropout and drop-path in a training block draw random numbers per row, so a training
     block runs whole to draw exactly what the plain forward draws.
     """
-    unhooked = all(
-        not (module._forward_hooks or module._forward_pre_hooks) for module in (block, block.attn, block.attn.qkv)
-    )
-    return (
-        type(block) is Block
-        and type(block.attn) is Attention
-        and type(block.attn.qkv) is nn.Linear
-        and unhooked
-        and not block.training
-    )
+    if type(block) is not Block or type(block.attn) is not Attention or type(block.attn.qkv) is not nn.Linear:
+        return False
+    hooked = any(module._forward_hooks or module._forward_pre_hooks for module in (block, block.attn, block.attn.qkv))
+    return not hooked and not block.training
 
 
 def block_forward_rows(
