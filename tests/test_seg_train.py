@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import vptune
@@ -20,7 +19,8 @@ from vptune.data.real_tasks import fashion_mnist_dir
 from vptune.engine.evaluate import load_run_model, run_config
 from vptune.engine.loaders import input_spec
 from vptune.engine.seg_inference import _starts, segment, slide_logits
-from vptune.engine.segmentation import class_iou, predict_mask, seg_loss, segmentation_scores
+from vptune.engine.distributed import Dist
+from vptune.engine.segmentation import by_class, evaluate_segmentation, pixel_hits, predict_mask
 from vptune.errors import DataError
 
 from conftest import TINY_CLI, assert_one_line_error, tiny_vit
@@ -39,29 +39,6 @@ SIZES = {"train": 8, "val": 4, "test": 3}
 TRAINING = [*TINY_CLI, "--method", "vpt-deep", "--num-prompts", "2", "--epochs", "1", "--batch-size", "4",
             "--lr", "0.01"]
 SEG_CLI = [*TRAINING, "--head", "setr-naive", "--head-option", "channels=8"]
-
-
-# ---------------------------------------------------------------- loss and metrics
-
-
-def test_loss_adds_weighted_aux_terms_and_ignores_255():
-    logits, aux = torch.randn(2, 3, 4, 4), [torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)]
-    masks = torch.randint(3, (2, 4, 4))
-    masks[0, 0] = 255
-    per_pixel = lambda x: F.cross_entropy(x, masks.clamp(max=2), reduction="none") * (masks != 255)  # noqa: E731
-    expected = per_pixel(logits).mean() + 0.4 * (per_pixel(aux[0]).mean() + per_pixel(aux[1]).mean())
-    assert torch.allclose(seg_loss(logits, aux, masks, 0.4), expected)
-    assert seg_loss(logits, [], torch.full((2, 4, 4), 255), 0.4) == 0  # all ignored: 0, not NaN
-
-
-def test_scores_from_a_confusion_matrix():
-    # rows: true class, columns: predicted; class 2 neither present nor predicted
-    counts = torch.tensor([[3, 1, 0], [2, 4, 0], [0, 0, 0]])
-    scores = segmentation_scores(counts)
-    assert scores["aAcc"] == pytest.approx(7 / 10)
-    assert scores["mIoU"] == pytest.approx((3 / 6 + 4 / 7) / 2)
-    assert scores["mAcc"] == pytest.approx((3 / 4 + 4 / 6) / 2)
-    assert class_iou(counts, ["a", "b", "c"]) == pytest.approx({"a": 0.5, "b": 4 / 7, "c": None})
 
 
 # ---------------------------------------------------------------- sliding windows
@@ -104,6 +81,30 @@ def test_multi_scale_averages_probabilities():
     assert probs.shape == (5, 30, 50) and torch.allclose(probs.sum(0), torch.ones(30, 50), atol=1e-5)
     single = segment(model, image, (24, 40), 16, 10)
     assert torch.allclose(single, model.conv(image[None])[0], atol=1e-6)
+
+
+def test_evaluation_scores_each_image_at_its_mask_size():
+    """Against a whole-image pass of a per-pixel model, counted by hand."""
+    model = PixelModel(16)
+    images = [torch.randn(3, 20, 30), torch.randn(3, 16, 40)]
+    masks = [torch.randint(5, (20, 30)), torch.randint(5, (16, 40))]
+    masks[0][:5] = 255
+    metrics = evaluate_segmentation(model, [(images, masks)], 5, 16, torch.device("cpu"), Dist(), show=False,
+                                    desc="eval")
+    preds = [model.conv(image[None])[0].argmax(0) for image in images]
+    labelled = [m != 255 for m in masks]
+    correct = sum(int((p == m)[keep].sum()) for p, m, keep in zip(preds, masks, labelled))
+    assert metrics["n"] == 2 and metrics["aAcc"] == pytest.approx(correct / sum(int(k.sum()) for k in labelled))
+    inter = [sum(int(((p == c) & (m == c) & k).sum()) for p, m, k in zip(preds, masks, labelled)) for c in range(5)]
+    union = [sum(int((((p == c) | (m == c)) & k).sum()) for p, m, k in zip(preds, masks, labelled)) for c in range(5)]
+    assert metrics["IoU"] == pytest.approx([i / u for i, u in zip(inter, union)])
+    assert by_class([0.5, float("nan")], ["a", "b"]) == {"a": 0.5, "b": None}
+
+
+def test_pixel_hits_leave_out_ignored_pixels():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 1] = 1.0  # predicts class 1 everywhere
+    assert pixel_hits(logits, torch.tensor([[[1, 0], [255, 1]]])) == (2, 3)
 
 
 # ---------------------------------------------------------------- end to end

@@ -56,7 +56,7 @@ def create(
         head=head, head_options=head_options,
     )
     tuning.attach(model, options)
-    model.check_head_fits()
+    model.fit_head()
     # JSON-shaped (tuples become lists) so the options round-trip through files unchanged.
     model.config["options"] = options_dict(options)
     return model

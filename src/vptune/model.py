@@ -15,6 +15,8 @@ from .prompts import VitPrompt, backbone_family, prompted_features, vit_block_ma
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
 FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
+# timm ViT modules after the blocks; a segmentation head reads block outputs instead.
+UNREAD_BY_SEGMENTATION = ("norm", "fc_norm", "attn_pool", "head", "head_drop")
 
 
 class TunedModel(nn.Module):
@@ -71,6 +73,7 @@ class TunedModel(nn.Module):
 
     @property
     def head_kind(self) -> str:
+        """The registered head kind, e.g. `linear` or `setr-pup`."""
         return self.config["head"]["kind"]
 
     def set_head(self, kind: str, options: dict[str, Any]) -> None:
@@ -81,11 +84,15 @@ class TunedModel(nn.Module):
         self.config["task_type"] = spec.task_type
         self.config["head"] = {"kind": kind, **options_dict(parsed)}
 
-    def check_head_fits(self) -> None:
-        """Raise HeadError when a segmentation head meets what only a classifier can use.
+    def fit_head(self) -> None:
+        """Called once the method is attached: check that the head fits it, and for segmentation
+        freeze the backbone tensors the head never reads.
 
         Segmentation reads ViT patch tokens in one prompted forward: it needs a ViT, token
-        prompts (or none), no side network, and the default `output`.
+        prompts (or none), no side network, and the default `output`. It reads block outputs,
+        so the final norm, timm's pooling and blocks after the last one read stay frozen even
+        where a method (bias, partial-k, full) would tune them; they would get no gradient.
+        Raises HeadError.
         """
         if self.task_type != "segmentation":
             return
@@ -99,6 +106,12 @@ class TunedModel(nn.Module):
         if self.output != "cls":
             raise HeadError(f"output '{self.output}' pools features for a classifier; "
                             f"head '{self.head_kind}' reads every patch token, leave output at cls")
+        read = max(self.head.blocks(aux=True))
+        for name, param in self.backbone.named_parameters():
+            first, _, rest = name.partition(".")
+            unread = first in UNREAD_BY_SEGMENTATION or (first == "blocks" and int(rest.partition(".")[0]) > read)
+            if unread:
+                param.requires_grad_(False)
 
     @property
     def class_names(self) -> list[str]:

@@ -23,13 +23,18 @@ FORMAT = "vptune-task/1"
 def task_file_contents(model: TunedModel) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and the safetensors metadata (JSON description) a per-task file of `model` holds."""
     tensors = {name: t.contiguous().cpu() for name, t in model.tuned_state_dict().items()}
+    return tensors, task_file_metadata(model)
+
+
+def task_file_metadata(model: TunedModel) -> dict[str, str]:
+    """The safetensors metadata of a per-task file of `model`: its JSON description."""
     description = {
         **model.config,
         "format": FORMAT,
         "backbone_fingerprint": model.backbone_fingerprint,
         "vptune_version": __version__,
     }
-    return tensors, {"vptune": json.dumps(description)}
+    return {"vptune": json.dumps(description)}
 
 
 def save(model: TunedModel, path: str | os.PathLike) -> Path:

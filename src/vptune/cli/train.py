@@ -9,7 +9,7 @@ import json
 from ..engine import TrainConfig, train
 from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
-from .options import METHOD_FLAGS, add_method_options, key_values, method_flags, method_options
+from .options import METHOD_FLAGS, add_head_options, add_method_options, head_options, method_flags, method_options
 
 
 def register(subparsers) -> None:
@@ -35,10 +35,7 @@ def register(subparsers) -> None:
                         help="accept this missing/unexpected checkpoint key or prefix (repeatable)")
     parser.add_argument("--method", help=f"tuning method ({defaults.method})")
     add_method_options(parser)
-    parser.add_argument("--head", help="head: linear, mlp, setr-pup, setr-naive "
-                        "(linear; setr-pup for segmentation data)")
-    parser.add_argument("--head-option", dest="head_option", action="append", metavar="KEY=VALUE",
-                        help="a head option, e.g. --head-option channels=64 or aux_blocks=[] (repeatable)")
+    add_head_options(parser, default=None)
     parser.add_argument("--img-size", type=int, help="input size (default: the backbone's; 224 for the offline one)")
     parser.add_argument("--epochs", type=int, help=f"epochs ({defaults.epochs})")
     parser.add_argument("--batch-size", type=int, help=f"global batch size ({defaults.batch_size})")
@@ -49,6 +46,11 @@ def register(subparsers) -> None:
     parser.add_argument("--decay-tuned-tokens", action="store_true", help="also decay prompts and other tokens")
     parser.add_argument("--momentum", type=float, help=f"SGD momentum ({defaults.momentum})")
     parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length ({defaults.warmup_epochs})")
+    parser.add_argument("--schedule", help=f"lr schedule after warm-up: cosine or poly ({defaults.schedule})")
+    parser.add_argument("--poly-power", type=float, help=f"exponent of the poly schedule ({defaults.poly_power})")
+    parser.add_argument("--min-lr", type=float, help=f"lr the poly schedule ends at ({defaults.min_lr})")
+    parser.add_argument("--head-lr-multiplier", type=float,
+                        help=f"the head trains at lr times this, e.g. 10 as SETR ({defaults.head_lr_multiplier})")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
@@ -75,8 +77,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
     options = {**values.get("method_options", {}), **yaml_flags, **method_options(args)}
-    head_options = {**values.get("head_options", {}), **key_values(getattr(args, "head_option", []), "--head-option")}
-    merged = {**values, **given, "method_options": options, "head_options": head_options}
+    heads = {**values.get("head_options", {}), **head_options(args)}
+    merged = {**values, **given, "method_options": options, "head_options": heads}
     if str(merged.get("eval_split", "")).lower() == "none":
         merged["eval_split"] = ""
     return TrainConfig.from_dict(merged)

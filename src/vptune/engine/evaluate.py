@@ -20,7 +20,7 @@ from .loaders import build_dataset, build_loader, input_spec
 from .metrics import classification_metrics
 from .runinfo import progress
 from .seg_inference import MULTI_SCALES
-from .segmentation import class_iou, confusion_matrix, segmentation_scores
+from .segmentation import by_class, evaluate_segmentation
 
 TASK_FILE = "task.safetensors"
 
@@ -127,12 +127,13 @@ def evaluate_run(
                           num_workers=config.num_workers)
     if model.task_type == "segmentation":
         with autocast(torch_device, config.precision):
-            counts = confusion_matrix(
+            metrics = evaluate_segmentation(
                 model, loader, model.num_classes, spec.img_size, torch_device, ctx, show=not quiet and ctx.is_main,
                 desc=f"eval {split}", scales=MULTI_SCALES if multi_scale else (1.0,), flip=multi_scale,
             )
-        return {"split": split, "n": len(dataset), "multi_scale": multi_scale, **segmentation_scores(counts),
-                "IoU": class_iou(counts, model.class_names)}
+        scores = {key: metrics[key] for key in ("n", "aAcc", "mIoU", "mAcc")}
+        iou = by_class(metrics["IoU"], model.class_names)
+        return {"split": split, "multi_scale": multi_scale, **scores, "IoU": iou}
     metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
                              show=not quiet and ctx.is_main, desc=f"eval {split}")
     return {"split": split, **metrics, "skipped_images": len(dataset.skipped)}

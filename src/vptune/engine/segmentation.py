@@ -1,12 +1,12 @@
-"""Training loss and evaluation loop of segmentation runs."""
+"""Evaluation loop and prediction of segmentation models, and the training pixel accuracy."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
@@ -16,20 +16,7 @@ from .distributed import Dist, sum_over_ranks
 from .loaders import InputSpec
 from .runinfo import progress
 from .seg_inference import default_stride, segment
-
-
-def seg_loss(
-    logits: torch.Tensor, aux_logits: Sequence[torch.Tensor], masks: torch.Tensor, aux_weight: float
-) -> torch.Tensor:
-    """Pixel cross-entropy of the main decoder plus `aux_weight` x that of each auxiliary one.
-
-    Ignored pixels add 0 and still count in the mean, as mmseg's CrossEntropyLoss
-    (avg_non_ignore=False): a crop of ignored pixels only gives loss 0, not NaN.
-    """
-    loss = _pixel_ce(logits, masks)
-    for extra in aux_logits:
-        loss = loss + aux_weight * _pixel_ce(extra, masks)
-    return loss
+from .segmetrics import SegmentationMeter
 
 
 def pixel_hits(logits: torch.Tensor, masks: torch.Tensor) -> tuple[int, int]:
@@ -39,7 +26,7 @@ def pixel_hits(logits: torch.Tensor, masks: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def confusion_matrix(
+def evaluate_segmentation(
     model: nn.Module,
     loader: DataLoader,
     num_classes: int,
@@ -52,45 +39,30 @@ def confusion_matrix(
     stride: int | None = None,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-) -> torch.Tensor:
-    """`(num_classes, num_classes)` counts of (true class, predicted class) over the labelled pixels, all ranks.
+) -> dict:
+    """aAcc, mIoU, mAcc, per-class IoU/Acc lists and `n` images of a split, summed over all ranks.
 
     Each image is segmented with sliding windows (`segment`) at its mask's size.
     """
     was_training = model.training
     model.eval()
-    counts = torch.zeros(num_classes * num_classes, dtype=torch.long)
+    meter = SegmentationMeter(num_classes, IGNORE_INDEX)
     for images, masks in progress(loader, desc, enabled=show):
         for image, mask in zip(images, masks):
             scores = segment(model, image.to(device), tuple(mask.shape), crop, stride or default_stride(crop),
                              scales=scales, flip=flip)
-            labelled = mask != IGNORE_INDEX
-            pairs = mask[labelled] * num_classes + scores.argmax(0).cpu()[labelled]
-            counts += torch.bincount(pairs, minlength=num_classes * num_classes)
+            meter.update(scores.argmax(0).cpu(), mask)
     model.train(was_training)
-    return torch.tensor(sum_over_ranks(counts.tolist(), ctx), dtype=torch.long).view(num_classes, num_classes)
+    if ctx.enabled:
+        totals = sum_over_ranks([*meter.areas.flatten().tolist(), meter.images], ctx)
+        meter.areas = torch.tensor(totals[:-1], dtype=torch.int64).view_as(meter.areas)
+        meter.images = int(totals[-1])
+    return meter.compute()
 
 
-def segmentation_scores(counts: torch.Tensor) -> dict[str, float]:
-    """aAcc, mIoU and mAcc from a confusion matrix, as mmseg's IoUMetric (classes absent from
-    both truth and prediction are left out of the means)."""
-    counts = counts.double()
-    intersect = counts.diag()
-    union = counts.sum(0) + counts.sum(1) - intersect
-    labelled = counts.sum(1)
-    return {
-        "aAcc": float(intersect.sum() / counts.sum().clamp(min=1)),
-        "mIoU": float((intersect / union).nanmean()),
-        "mAcc": float((intersect / labelled).nanmean()),
-    }
-
-
-def class_iou(counts: torch.Tensor, class_names: Sequence[str]) -> dict[str, float | None]:
-    """IoU of each class by name; None for a class neither present nor predicted."""
-    counts = counts.double()
-    intersect = counts.diag()
-    union = counts.sum(0) + counts.sum(1) - intersect
-    return {name: (float(i / u) if u > 0 else None) for name, i, u in zip(class_names, intersect, union)}
+def by_class(values: Sequence[float], class_names: Sequence[str]) -> dict[str, float | None]:
+    """Per-class values by name; None for NaN (a class neither present nor predicted)."""
+    return {name: None if math.isnan(v) else v for name, v in zip(class_names, values)}
 
 
 @torch.no_grad()
@@ -103,7 +75,3 @@ def predict_mask(model: nn.Module, image: Image.Image, spec: InputSpec, device: 
                      default_stride(spec.img_size))
     model.train(was_training)
     return scores.argmax(0).cpu().numpy().astype(np.uint8)
-
-
-def _pixel_ce(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="none").mean()

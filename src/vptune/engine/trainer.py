@@ -24,9 +24,10 @@ from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from .loaders import build_dataset, build_loader, default_splits, input_spec, is_segmentation, task_format
-from .optim import build_optimizer, effective_lr, lr_at, set_lr
+from .optim import apply_schedule, build_optimizer
 from .runinfo import MetricsLog, environment, progress, write_json
-from .segmentation import confusion_matrix, pixel_hits, seg_loss, segmentation_scores
+from .segloss import segmentation_loss
+from .segmentation import evaluate_segmentation, pixel_hits
 
 # Settings that may change when a run is resumed: they do not affect its result.
 RUNTIME_KEYS = ("quiet", "device", "num_workers", "out")
@@ -171,9 +172,9 @@ class _Run:
             return evaluate_split(self.net, loader, self.device, self.ctx, precision=self.config.precision,
                                   show=self.show, desc=desc)
         with autocast(self.device, self.config.precision):
-            counts = confusion_matrix(self.model, loader, self.model.num_classes, self.spec.img_size, self.device,
-                                      self.ctx, show=self.show, desc=desc)
-        return segmentation_scores(counts)
+            metrics = evaluate_segmentation(self.model, loader, self.model.num_classes, self.spec.img_size,
+                                            self.device, self.ctx, show=self.show, desc=desc)
+        return {key: metrics[key] for key in ("n", "aAcc", "mIoU", "mAcc")}
 
     def _loader(self, dataset, epoch: int, *, shuffle: bool):
         config = self.config
@@ -185,20 +186,18 @@ class _Run:
         # Prompt dropout and augmentation draw from this seed, so a resumed epoch repeats exactly.
         torch.manual_seed(config.seed * 100_003 + epoch + 1)
         self.net.train()
-        base_lr = effective_lr(config)
         loss_sum, correct, seen, samples = 0.0, 0, 0, 0
         loader = self._loader(self.train_set, epoch, shuffle=True)
         bar = progress(loader, f"epoch {epoch + 1}/{config.epochs}", enabled=self.show)
         for step_in_epoch, (images, labels) in enumerate(bar):
             step = epoch * self.steps_per_epoch + step_in_epoch
-            lr = lr_at(step, self.total_steps, self.warmup_steps, base_lr)
-            set_lr(self.optimizer, lr)
+            lr = apply_schedule(self.optimizer, config, step, self.total_steps, self.warmup_steps)
             images, labels = images.to(self.device), labels.to(self.device)
             with autocast(self.device, config.precision):
                 outputs = self.net(images, aux=True) if self.segmentation else self.net(images)
             if self.segmentation:
                 logits, aux_logits = outputs
-                loss = seg_loss(logits, aux_logits, labels, self.model.head.aux_weight)
+                loss = segmentation_loss(logits, labels, aux_logits, aux_weight=self.model.head.aux_weight)
                 hits, counted = pixel_hits(logits, labels)
             else:
                 logits = outputs
