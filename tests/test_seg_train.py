@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 import vptune
 from vptune.cli.main import main
@@ -135,6 +136,15 @@ def test_train_selects_by_val_miou(seg_run):
     assert summary["selected_by"] == "val mIoU" and 0.0 <= summary["val_mIoU"] <= 1.0
     config = run_config(run_dir)
     assert (config.protocol, config.head, config.head_options["channels"]) == ("seg-folders", "setr-naive", 8)
+
+
+def test_training_repeats_exactly_for_a_seed(seg_run, scenes_root, tmp_path):
+    """Random resize/crop/flip/photometric draws follow the run's seed, so a rerun writes the same tensors."""
+    run_dir, _ = seg_run
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--data", str(scenes_root), "--task", TASK, *SEG_CLI, "--out", str(tmp_path / "again")]) == 0
+    first, again = load_file(run_dir / "task.safetensors"), load_file(tmp_path / "again" / "task.safetensors")
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
 
 
 def test_eval_reports_miou_aacc_and_class_iou(seg_run, scenes_root, capsys):
