@@ -139,7 +139,7 @@ def photometric_distortion(pixels: torch.Tensor, generator: torch.Generator | No
     if _coin(generator):
         image = F.adjust_saturation(image, _uniform(*SATURATION_RANGE, generator))
     if _coin(generator):
-        image = F.adjust_hue(image, _uniform(-HUE_DELTA, HUE_DELTA, generator) / 180.0)
+        image = F.adjust_hue(image, int(torch.randint(-HUE_DELTA, HUE_DELTA + 1, (), generator=generator)) / 180.0)
     if not contrast_first and _coin(generator):
         image = (image * _uniform(*CONTRAST_RANGE, generator)).clamp(0, 1)
     return (image * 255.0).round().to(torch.uint8)

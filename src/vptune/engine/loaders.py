@@ -58,12 +58,16 @@ def input_spec(backbone: nn.Module, protocol: str) -> InputSpec:
 def build_dataset(
     data: str, task: str, split: str, spec: InputSpec, *, train: bool, seed: int, skip_bad_images: bool
 ) -> ImageDataset | SegDataset:
-    """The images (and masks) of one split, transformed for the model; decoded images are cached."""
+    """The images (and masks) of one split, transformed for the model.
+
+    Classification caches the resized images; segmentation decodes each pair every epoch, since
+    its random resize starts from the full image (an ADE20K or Cityscapes split would not fit in memory).
+    """
     if is_segmentation(spec.protocol):
         if skip_bad_images:
             raise DataError("--skip-bad-images applies to classification data; fix or remove the bad image/mask pairs")
         transform = SegTransform(spec.img_size, spec.mean, spec.std, train=train)
-        return SegDataset(load_seg_split(data, task, split), transform, cache=True)
+        return SegDataset(load_seg_split(data, task, split), transform)
     task_split = load_split(data, task, split, seed=seed)
     transform = build_transform(spec.protocol, spec.img_size, spec.mean, spec.std, train=train)
     return ImageDataset(task_split, transform, cache_images=True, skip_bad_images=skip_bad_images)
