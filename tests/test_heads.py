@@ -211,3 +211,16 @@ def test_files_without_a_head_load_as_linear_classifiers(tmp_path, images):
     assert describe(path)["head"] == {"kind": "linear"}
     with torch.no_grad():
         torch.testing.assert_close(restored(images), model.eval()(images), atol=0, rtol=0)
+
+
+def test_classification_servers_refuse_segmentation_tasks(tmp_path):
+    from vptune.errors import TaskFileError, VptuneError
+
+    model = vptune.create(tiny_vit(), "linear", 3, head="setr-naive", head_options={"channels": 4})
+    path = vptune.save(model, tmp_path / "seg.safetensors")
+    serving = vptune.MultiTask(tiny_vit())
+    for task in (path, model):
+        with pytest.raises(TaskFileError, match="segmentation task"):
+            serving.add("seg", task)
+    with pytest.raises(VptuneError, match="segmentation task"):
+        vptune.Predictor(model)

@@ -18,7 +18,7 @@ from vptune.cli.main import main
 from vptune.data import prepare_task, seg_tasks
 from vptune.data.real_tasks import fashion_mnist_dir
 from vptune.engine.evaluate import load_run_model, run_config
-from vptune.engine.loaders import input_spec
+from vptune.data import input_spec
 from vptune.engine.seg_inference import _starts, segment, slide_logits
 from vptune.engine.distributed import Dist
 from vptune.engine.segmentation import by_class, evaluate_segmentation, pixel_hits, predict_mask
@@ -170,7 +170,9 @@ def test_predict_writes_masks_that_match_the_loaded_model(seg_run, scenes_root, 
     assert Image.open(tmp_path / "000000_overlay.png").mode == "RGB"
 
     model = load_run_model(run_dir, run_config(run_dir))
-    spec = input_spec(model.backbone, "seg-folders")
+    spec = model.input_spec  # the pipeline the per-task file recorded
+    assert (spec.protocol, spec.img_size) == ("seg-folders", 32)
+    assert spec.to_dict()["keep_ratio"] and spec.to_dict()["resize"] == [128, 32]
     image = Image.open(image_path).convert("RGB")
     assert np.array_equal(np.asarray(written), predict_mask(model, image, spec, torch.device("cpu")))
 

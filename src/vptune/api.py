@@ -26,16 +26,19 @@ def create(
     backbone_id: str | None = None,
     head: str = "linear",
     head_options: dict[str, Any] | None = None,
+    backbone_fingerprint: str | None = None,
     **method_options: Any,
 ) -> TunedModel:
     """Wrap a pretrained backbone with a tuning method and a `num_classes` head.
 
     `backbone` is `dinov2-s14-imgfocus`, a timm model name, a checkpoint path (with `arch`),
-    or an already built timm model (recorded as `backbone_id`). Method options are keyword
-    arguments, e.g. `num_prompts=50`. `head` is a head kind (`vptune.heads.available_heads()`:
-    `linear`, `mlp`, `setr-pup`, `setr-naive`) with its `head_options`, e.g.
-    `head="setr-pup", head_options={"aux_blocks": []}`; a segmentation head makes a
-    segmentation model. Raises BackboneError, MethodError or HeadError.
+    or an already built timm model (recorded as `backbone_id`; `backbone_fingerprint` may pass
+    its known weights fingerprint). Method options are keyword arguments, e.g. `num_prompts=50`.
+    `head` is a head kind (`vptune.heads.available_heads()`: `linear`, `mlp`, `setr-pup`,
+    `setr-naive`) with its `head_options`, e.g. `head="setr-pup", head_options={"aux_blocks": []}`;
+    a segmentation head makes a segmentation model. The model prepares images as the VTAB
+    protocol does until `set_input_spec` says otherwise. Raises BackboneError, MethodError or
+    HeadError.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise MethodError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
@@ -54,6 +57,7 @@ def create(
     model = TunedModel(
         backbone, ref, num_classes, method=method, options={}, class_names=class_names,
         head=head, head_options=head_options,
+        backbone_fingerprint=backbone_fingerprint,
     )
     tuning.attach(model, options)
     model.fit_head()

@@ -27,3 +27,7 @@ class TrainingError(VptuneError):
 
 class HeadError(VptuneError):
     """A head kind or one of its options is invalid, or the head does not fit the model."""
+
+
+class TaskFileError(VptuneError):
+    """A task cannot join a multi-task model (corrupt file, other backbone) or is not in it."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneRef, fingerprint
+from .data.transforms import InputSpec, input_spec
 from .errors import HeadError
 from .heads import get_head
 from .options import options_dict
@@ -27,7 +28,8 @@ class TunedModel(nn.Module):
     the features (or None) and `head` the head of kind `head_kind` (heads/): a classifier on
     the pooled features, or for `task_type == "segmentation"` a decoder on the patch tokens of
     chosen blocks. A method decides which tensors train; `tuned_state_dict()` is what a
-    per-task file stores.
+    per-task file stores. `backbone_fingerprint` may pass the backbone's known fingerprint
+    (see backbones.fingerprint) to skip hashing its weights again.
     """
 
     def __init__(
@@ -41,10 +43,11 @@ class TunedModel(nn.Module):
         class_names: list[str] | None = None,
         head: str = "linear",
         head_options: dict[str, Any] | None = None,
+        backbone_fingerprint: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.backbone_fingerprint = fingerprint(backbone)
+        self.backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
         self.register_module("prompt", None)
         self.register_module("side", None)
         self.output = "cls"
@@ -59,6 +62,8 @@ class TunedModel(nn.Module):
             "options": options,
             "num_classes": num_classes,
             "class_names": class_names or [str(i) for i in range(num_classes)],
+            # The protocol's preparation; training records its own run's (set_input_spec).
+            "input": input_spec(backbone, "vtab").to_dict(),
         }
         self.set_head(head, head_options or {})
 
@@ -116,6 +121,16 @@ class TunedModel(nn.Module):
     @property
     def class_names(self) -> list[str]:
         return self.config["class_names"]
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """How images are prepared for this model (the protocol it was trained and evaluated with);
+        `model.input_spec.transform()` is its evaluation transform."""
+        return InputSpec.from_dict(self.config["input"])
+
+    def set_input_spec(self, spec: InputSpec) -> None:
+        """Record the input pipeline a per-task file of this model carries."""
+        self.config["input"] = spec.to_dict()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Pre-head features `(B, num_features)` of a classification model."""

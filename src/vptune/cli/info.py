@@ -40,6 +40,8 @@ def describe(path: Path) -> dict:
         "num_classes": description["num_classes"],
         "task_type": description.get("task_type", "classification"),
         "head": description.get("head", {"kind": "linear"}),
+        # How images are prepared; null in files older than the record (they prepare as VTAB).
+        "input": description.get("input"),
         "tuned_parameters": parameters,
         "tensors": tensors,
         "bytes": file.stat().st_size,

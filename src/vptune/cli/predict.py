@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import build_transform, load_rgb
+from ..data import input_spec, load_rgb
 from ..data.seg_palette import colour_mask, overlay
 from ..engine.evaluate import load_run_model, pick_device, run_config
-from ..engine.loaders import input_spec
 from ..engine.segmentation import predict_mask
 from ..errors import DataError, VptuneError
 from ..persistence import load
+from ..serve import Predictor
 
 
 def register(subparsers) -> None:
@@ -34,34 +34,31 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.model)
     if source.is_dir():
         config = run_config(source)
-        model, protocol = load_run_model(source, config), config.protocol
+        model = load_run_model(source, config)
+        # The run's own protocol, also for files written before they recorded it.
+        model.set_input_spec(input_spec(model.backbone, config.protocol))
     else:
-        model, protocol = load(source), "vtab"
-    device = pick_device(args.device)
-    model = model.to(device).eval()
-    spec = input_spec(model.backbone, protocol)
+        model = load(source)  # the file records its own input pipeline
     paths = [Path(p) for p in args.images]
     missing = next((p for p in paths if not p.is_file()), None)
     if missing:
         raise DataError(f"image '{missing}' does not exist")
+    device = pick_device(args.device)
     if model.task_type == "segmentation":
+        model = model.to(device).eval()
         for path in paths:
-            _write_masks(model, path, spec, device, Path(args.out_dir) if args.out_dir else path.parent)
+            _write_masks(model, path, device, Path(args.out_dir) if args.out_dir else path.parent)
         return 0
-    transform = build_transform(spec.protocol, spec.img_size, spec.mean, spec.std, train=False)
-    k = min(args.top_k, model.num_classes)
+    predictor = Predictor(model, device=device)
     for path in paths:
-        with torch.no_grad():
-            probs = model(transform(load_rgb(path)).unsqueeze(0).to(device)).softmax(dim=1)[0].cpu()
-        top = probs.topk(k)
-        ranked = ", ".join(f"{model.class_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        ranked = ", ".join(f"{p.label} {p.score:.3f}" for p in predictor.predict([path], top_k=args.top_k)[0])
         print(f"{path}: {ranked}")
     return 0
 
 
-def _write_masks(model, path: Path, spec, device: torch.device, out_dir: Path) -> None:
+def _write_masks(model, path: Path, device: torch.device, out_dir: Path) -> None:
     image = load_rgb(path)
-    mask = predict_mask(model, image, spec, device)
+    mask = predict_mask(model, image, model.input_spec, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path = out_dir / f"{path.stem}_mask.png", out_dir / f"{path.stem}_overlay.png"
     colour_mask(mask).save(mask_path)

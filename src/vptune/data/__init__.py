@@ -7,13 +7,14 @@ from vptune.data.prepare import available_tasks, prepare_task
 from vptune.data.seg_dataset import SegDataset, seg_collate
 from vptune.data.seg_formats import IGNORE_INDEX, SegSplit, load_seg_split
 from vptune.data.seg_transforms import SegTransform
-from vptune.data.transforms import PROTOCOLS, ImageTransform, build_transform
+from vptune.data.transforms import PROTOCOLS, ImageTransform, InputSpec, build_transform, input_spec
 
 __all__ = [
     "IGNORE_INDEX",
     "PROTOCOLS",
     "ImageDataset",
     "ImageTransform",
+    "InputSpec",
     "SegDataset",
     "SegSplit",
     "SegTransform",
@@ -21,6 +22,7 @@ __all__ = [
     "available_tasks",
     "build_transform",
     "carve_val",
+    "input_spec",
     "load_rgb",
     "load_seg_split",
     "load_split",

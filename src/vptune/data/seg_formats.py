@@ -19,17 +19,13 @@ from PIL import Image
 from vptune.data.dataset import load_rgb
 from vptune.data.formats import IMAGE_EXTENSIONS, resolve_task_dir
 from vptune.data.seg_classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
+from vptune.data.transforms import SEG_PROTOCOLS
 from vptune.errors import DataError
 
 IGNORE_INDEX = 255
+SEG_FORMATS = SEG_PROTOCOLS
 # (train, validation) split names of each layout.
-DEFAULT_SEG_SPLITS = {
-    "ade20k": ("training", "validation"),
-    "voc": ("train", "val"),
-    "cityscapes": ("train", "val"),
-    "seg-folders": ("train", "val"),
-}
-SEG_FORMATS = tuple(DEFAULT_SEG_SPLITS)
+DEFAULT_SEG_SPLITS = {fmt: ("training", "validation") if fmt == "ade20k" else ("train", "val") for fmt in SEG_FORMATS}
 _ADE_SPLIT_ALIASES = {"train": "training", "val": "validation"}
 _MASK_MODES = frozenset({"L", "P", "I", "I;16"})
 

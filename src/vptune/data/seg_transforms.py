@@ -23,10 +23,9 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from vptune.data.seg_formats import IGNORE_INDEX
+from vptune.data.transforms import SEG_LONG_SIDE_FACTOR
 from vptune.errors import DataError
 
-# mmseg's ADE20K base scale (2048, 512) for a 512 crop: the long side may reach four crop sizes.
-LONG_SIDE_FACTOR = 4
 CROP_TRIES = 10
 # mmseg PhotoMetricDistortion: brightness delta, contrast and saturation ranges, hue delta (OpenCV's 0..180 hue).
 BRIGHTNESS_DELTA, CONTRAST_RANGE, SATURATION_RANGE, HUE_DELTA = 32, (0.5, 1.5), (0.5, 1.5), 18
@@ -61,7 +60,7 @@ class SegTransform:
 
     @property
     def scale(self) -> tuple[int, int]:
-        return self.base_scale or (LONG_SIDE_FACTOR * self.img_size, self.img_size)
+        return self.base_scale or (SEG_LONG_SIDE_FACTOR * self.img_size, self.img_size)
 
     def __call__(
         self, image: Image.Image, mask: np.ndarray, generator: torch.Generator | None = None

@@ -11,9 +11,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import IGNORE_INDEX, SegTransform
+from ..data import IGNORE_INDEX, InputSpec, SegTransform
 from .distributed import Dist, sum_over_ranks
-from .loaders import InputSpec
 from .runinfo import progress
 from .seg_inference import default_stride, segment
 from .segmetrics import SegmentationMeter
