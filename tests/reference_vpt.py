@@ -29,20 +29,19 @@ def reference_logits(backbone, prompts, head, first: int, last: int, *, at_end: 
     return forward
 
 
-def plain_features(backbone, images: torch.Tensor, prompt, output: str = "cls") -> torch.Tensor:
+def plain_block_outputs(backbone, images: torch.Tensor, prompt) -> list[tuple[torch.Tensor, int]]:
     """The plain prompted forward: every block runs whole on `[prefix, prompts, patches]`.
 
     This is the straightforward loop vptune's row-saving forward must reproduce; it uses
-    the prompt module's own tokens (dropout, projection, locations) and pooling.
+    the prompt module's own tokens (dropout, projection, locations). Returns each block's
+    output with the number of prompt tokens in it.
     """
-    from vptune.prompts.vit import pool_tokens
-
     if prompt is not None and prompt.location == "concat-channel":
         x = prompt.channel_tokens(images, backbone)
     else:
         x = backbone.patch_embed(images)
     x = backbone.norm_pre(backbone._pos_embed(x))
-    prefix, inserted = backbone.num_prefix_tokens, 0
+    prefix, inserted, outputs = backbone.num_prefix_tokens, 0, []
     for index, block in enumerate(backbone.blocks):
         if prompt is not None and prompt.first_block <= index <= prompt.last_block:
             tokens = prompt.block_tokens(index - prompt.first_block, x.shape[0], backbone)
@@ -53,6 +52,15 @@ def plain_features(backbone, images: torch.Tensor, prompt, output: str = "cls") 
                 x = torch.cat([x[:, :prefix], tokens, x[:, prefix + inserted:]], dim=1)
                 inserted = tokens.shape[1]
         x = block(x)
+        outputs.append((x, inserted))
+    return outputs
+
+
+def plain_features(backbone, images: torch.Tensor, prompt, output: str = "cls") -> torch.Tensor:
+    """Pooled features of the plain prompted forward (`plain_block_outputs`)."""
+    from vptune.prompts.vit import pool_tokens
+
+    x, _ = plain_block_outputs(backbone, images, prompt)[-1]
     num_prompts = prompt.num_prompts if prompt is not None else 0
     return pool_tokens(backbone, backbone.norm(x), num_prompts, output)
 

@@ -9,6 +9,7 @@ from timm.models.vision_transformer import Block, ParallelScalingBlock, ResPostB
 
 import vptune
 from vptune.model import TunedModel
+from vptune.prompts.vit import vit_tokens
 from vptune.prompts.vit_fast import attention, block_forward_rows, handles_rows
 
 from conftest import VARIANTS, tiny_vit
@@ -155,3 +156,17 @@ def test_cpu_bf16_attention_runs_in_fp32_only_under_autocast():
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=0.25),
                                atol=0, rtol=0)
     assert attention(q, k, v, 0.25).dtype == torch.bfloat16  # no autocast: the caller's dtype is kept
+
+
+@pytest.mark.parametrize("method", ["lora", "ssf"])
+def test_blocks_with_wrapped_or_hooked_qkv_run_whole(method, images):
+    # The row-saving block splits qkv's weight itself, so LoRA layers and SSF hooks need the plain block.
+    model = vptune.create(shaken(tiny_vit()), method, 5)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad and not name.startswith("head"):
+                param.add_(0.5 * torch.randn(param.shape, generator=torch.Generator().manual_seed(4)))
+    assert not any(handles_rows(block) for block in model.backbone.blocks)
+    with torch.no_grad():
+        tokens = vit_tokens(model.backbone, images, None)
+        torch.testing.assert_close(tokens, model.backbone.forward_features(images))

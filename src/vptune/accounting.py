@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import timm
+import torch
 from safetensors.torch import save as serialize
 
 from .api import create
 from .backbones import build_backbone
 from .errors import VptuneError
-from .persistence import task_file_contents
+from .persistence import task_file_metadata
 
 
 @dataclass(frozen=True)
@@ -18,12 +20,14 @@ class StorageReport:
     """Parameters and bytes one task adds to a backbone.
 
     `tuned_params` counts every trainable tensor of a task, its `num_classes` head included
-    (`head_params`); `bytes_per_task` is the exact size of the file `vptune.save` writes.
+    (`head_params`: all of the head, a segmentation head's training-only auxiliary decoders
+    too); `bytes_per_task` is the exact size of the file `vptune.save` writes.
     """
 
     backbone: str
     method: str
     options: dict[str, Any]
+    head: dict[str, Any]
     num_classes: int
     tasks: int
     backbone_params: int
@@ -73,31 +77,41 @@ def storage_report(
     pretrained: bool = False,
     img_size: int | None = None,
     arch: str | None = None,
+    head: str = "linear",
+    head_options: dict[str, Any] | None = None,
     **method_options: Any,
 ) -> StorageReport:
-    """Build `method` on `backbone` and measure what each of `tasks` tasks stores.
+    """Build `method` with a `head` on `backbone` and measure what each of `tasks` tasks stores.
 
-    Only shapes matter, so the backbone is randomly initialised unless `pretrained`.
-    Raises VptuneError (BackboneError, MethodError) for unusable arguments.
+    Only shapes matter, so unless `pretrained` a timm model is built on the meta device
+    (shapes without values: a ViT-L in a blink) and the bytes are counted on zeros of the
+    tuned tensors' shapes. Raises VptuneError (BackboneError, MethodError, HeadError) for
+    unusable arguments.
     """
     if not isinstance(tasks, int) or tasks < 1:
         raise VptuneError(f"tasks must be a whole number >= 1, got {tasks!r}")
-    module, ref = build_backbone(backbone, pretrained=pretrained, img_size=img_size, arch=arch)
-    pretrained_params = list(module.parameters())
-    model = create(
-        module, method, num_classes,
-        pretrained=ref.pretrained, img_size=img_size, backbone_id=ref.id, **method_options,
-    )
-    tensors, metadata = task_file_contents(model)
+    shapes_only = not pretrained and timm.is_model(backbone)
+    with torch.device("meta" if shapes_only else "cpu"):
+        module, ref = build_backbone(backbone, pretrained=pretrained, img_size=img_size, arch=arch)
+        pretrained_params = list(module.parameters())
+        model = create(
+            module, method, num_classes,
+            pretrained=ref.pretrained, img_size=img_size, backbone_id=ref.id,
+            head=head, head_options=head_options, **method_options,
+        )
+    # The file's size depends on the tensors' shapes and dtypes, not their values.
+    tensors = {name: torch.zeros(t.shape, dtype=t.dtype) for name, t in model.tuned_state_dict().items()}
+    metadata = task_file_metadata(model)
     return StorageReport(
         backbone=ref.id,
         method=method,
         options=model.config["options"],
+        head=model.config["head"],
         num_classes=num_classes,
         tasks=tasks,
         backbone_params=sum(p.numel() for p in pretrained_params),
         tuned_params=sum(p.numel() for p in model.trainable_parameters().values()),
-        head_params=sum(p.numel() for p in model.head.parameters()),
+        head_params=sum(p.numel() for p in model.head.parameters() if p.requires_grad),
         shares_backbone=not all(p.requires_grad for p in pretrained_params),
         bytes_per_task=len(serialize(tensors, metadata)),
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from typing import Any
 
 from torch import nn
@@ -12,6 +10,7 @@ from .backbones import BackboneRef, build_backbone, freeze
 from .errors import MethodError
 from .methods import get_method
 from .model import TunedModel
+from .options import options_dict
 
 
 def create(
@@ -25,6 +24,8 @@ def create(
     allow_keys: tuple[str, ...] = (),
     class_names: list[str] | None = None,
     backbone_id: str | None = None,
+    head: str = "linear",
+    head_options: dict[str, Any] | None = None,
     backbone_fingerprint: str | None = None,
     **method_options: Any,
 ) -> TunedModel:
@@ -33,8 +34,11 @@ def create(
     `backbone` is `dinov2-s14-imgfocus`, a timm model name, a checkpoint path (with `arch`),
     or an already built timm model (recorded as `backbone_id`; `backbone_fingerprint` may pass
     its known weights fingerprint). Method options are keyword arguments, e.g. `num_prompts=50`.
-    The model prepares images as the VTAB protocol does until `set_input_spec` says otherwise.
-    Raises BackboneError or MethodError.
+    `head` is a head kind (`vptune.heads.available_heads()`: `linear`, `mlp`, `setr-pup`,
+    `setr-naive`) with its `head_options`, e.g. `head="setr-pup", head_options={"aux_blocks": []}`;
+    a segmentation head makes a segmentation model. The model prepares images as the VTAB
+    protocol does until `set_input_spec` says otherwise. Raises BackboneError, MethodError or
+    HeadError.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise MethodError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
@@ -52,9 +56,11 @@ def create(
         )
     model = TunedModel(
         backbone, ref, num_classes, method=method, options={}, class_names=class_names,
+        head=head, head_options=head_options,
         backbone_fingerprint=backbone_fingerprint,
     )
     tuning.attach(model, options)
+    model.fit_head()
     # JSON-shaped (tuples become lists) so the options round-trip through files unchanged.
-    model.config["options"] = json.loads(json.dumps(dataclasses.asdict(options)))
+    model.config["options"] = options_dict(options)
     return model

@@ -68,11 +68,17 @@ def freeze(model: nn.Module) -> None:
 
 
 def fingerprint(model: nn.Module) -> str:
-    """A short hash of every tensor in `model`'s state dict (names, shapes, values)."""
+    """A short hash of every tensor in `model`'s state dict (names, shapes, values).
+
+    Tensors on the meta device (shapes only, as storage accounting builds them) have no
+    values, so their fingerprint covers names, shapes and dtypes.
+    """
     digest = hashlib.blake2b(digest_size=12)
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
+        if tensor.is_meta:
+            continue
         # reshape(-1): 0-dim tensors (batch norm's num_batches_tracked) cannot be viewed as bytes.
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

@@ -25,5 +25,9 @@ class TrainingError(VptuneError):
     """Training cannot go on (non-finite loss, bad configuration)."""
 
 
+class HeadError(VptuneError):
+    """A head kind or one of its options is invalid, or the head does not fit the model."""
+
+
 class TaskFileError(VptuneError):
     """A task cannot join a multi-task model (corrupt file, other backbone) or is not in it."""

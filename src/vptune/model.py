@@ -1,4 +1,4 @@
-"""TunedModel: a frozen timm backbone, the tensors a method adds, and a classification head."""
+"""TunedModel: a frozen timm backbone, the tensors a method adds, and a head (classification or segmentation)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from torch import nn
 
 from .backbones import BackboneRef, fingerprint
 from .data.transforms import InputSpec, input_spec
-from .prompts import prompted_features
+from .errors import HeadError
+from .heads import get_head
+from .options import options_dict
+from .prompts import VitPrompt, backbone_family, prompted_features, vit_block_maps
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
 FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
+# timm ViT modules after the blocks; a segmentation head reads block outputs instead.
+UNREAD_BY_SEGMENTATION = ("norm", "fc_norm", "attn_pool", "head", "head_drop")
 
 
 class TunedModel(nn.Module):
@@ -20,9 +25,11 @@ class TunedModel(nn.Module):
 
     `backbone` is the timm model (frozen, kept in eval mode unless the method trains it),
     `prompt` the method's prompt module (or None), `side` a module that blends the image into
-    the features (or None) and `head` the classifier. A method decides which tensors train;
-    `tuned_state_dict()` is what a per-task file stores. `backbone_fingerprint` may pass the
-    backbone's known fingerprint (see backbones.fingerprint) to skip hashing its weights again.
+    the features (or None) and `head` the head of kind `head_kind` (heads/): a classifier on
+    the pooled features, or for `task_type == "segmentation"` a decoder on the patch tokens of
+    chosen blocks. A method decides which tensors train; `tuned_state_dict()` is what a
+    per-task file stores. `backbone_fingerprint` may pass the backbone's known fingerprint
+    (see backbones.fingerprint) to skip hashing its weights again.
     """
 
     def __init__(
@@ -34,6 +41,8 @@ class TunedModel(nn.Module):
         method: str,
         options: dict[str, Any],
         class_names: list[str] | None = None,
+        head: str = "linear",
+        head_options: dict[str, Any] | None = None,
         backbone_fingerprint: str | None = None,
     ) -> None:
         super().__init__()
@@ -41,7 +50,6 @@ class TunedModel(nn.Module):
         self.backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
         self.register_module("prompt", None)
         self.register_module("side", None)
-        self.head: nn.Module = nn.Linear(backbone.num_features, num_classes)
         self.output = "cls"
         self.backbone_trains = False
         self.grad_checkpointing = False
@@ -57,10 +65,58 @@ class TunedModel(nn.Module):
             # The protocol's preparation; training records its own run's (set_input_spec).
             "input": input_spec(backbone, "vtab").to_dict(),
         }
+        self.set_head(head, head_options or {})
 
     @property
     def num_classes(self) -> int:
         return self.config["num_classes"]
+
+    @property
+    def task_type(self) -> str:
+        """`classification` or `segmentation`, from the head kind."""
+        return self.config["task_type"]
+
+    @property
+    def head_kind(self) -> str:
+        """The registered head kind, e.g. `linear` or `setr-pup`."""
+        return self.config["head"]["kind"]
+
+    def set_head(self, kind: str, options: dict[str, Any]) -> None:
+        """Replace the head with a new one of `kind` (heads/); raises HeadError for bad options."""
+        spec = get_head(kind)
+        parsed = spec.parse_options(dict(options))
+        self.head = spec.build(self.backbone, self.num_classes, parsed)
+        self.config["task_type"] = spec.task_type
+        self.config["head"] = {"kind": kind, **options_dict(parsed)}
+
+    def fit_head(self) -> None:
+        """Called once the method is attached: check that the head fits it, and for segmentation
+        freeze the backbone tensors the head never reads.
+
+        Segmentation reads ViT patch tokens in one prompted forward: it needs a ViT, token
+        prompts (or none), no side network, and the default `output`. It reads block outputs,
+        so the final norm, timm's pooling and blocks after the last one read stay frozen even
+        where a method (bias, partial-k, full) would tune them; they would get no gradient.
+        Raises HeadError.
+        """
+        if self.task_type != "segmentation":
+            return
+        method = self.config["method"]
+        if backbone_family(self.backbone) != "vit":
+            raise HeadError(
+                f"head '{self.head_kind}' reads ViT patch tokens; {type(self.backbone).__name__} is not a ViT"
+            )
+        if self.side is not None or not (self.prompt is None or isinstance(self.prompt, VitPrompt)):
+            raise HeadError(f"method '{method}' changes pooled features only; use it with a classification head")
+        if self.output != "cls":
+            raise HeadError(f"output '{self.output}' pools features for a classifier; "
+                            f"head '{self.head_kind}' reads every patch token, leave output at cls")
+        read = max(self.head.blocks(aux=True))
+        for name, param in self.backbone.named_parameters():
+            first, _, rest = name.partition(".")
+            unread = first in UNREAD_BY_SEGMENTATION or (first == "blocks" and int(rest.partition(".")[0]) > read)
+            if unread:
+                param.requires_grad_(False)
 
     @property
     def class_names(self) -> list[str]:
@@ -77,7 +133,7 @@ class TunedModel(nn.Module):
         self.config["input"] = spec.to_dict()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Pre-head features `(B, num_features)`."""
+        """Pre-head features `(B, num_features)` of a classification model."""
         if self.prompt is None and self.output == "cls":
             # No prompts and the backbone's own pooling: exactly timm's forward.
             features = self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
@@ -95,8 +151,19 @@ class TunedModel(nn.Module):
         if hasattr(self.backbone, "set_grad_checkpointing"):
             self.backbone.set_grad_checkpointing(enable)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(images))
+    def forward(
+        self, images: torch.Tensor, *, aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits: `(B, num_classes)`, or `(B, num_classes, H, W)` for segmentation.
+
+        With `aux` a segmentation model also returns its auxiliary decoders' logits, for the
+        training loss: `(logits, [aux_logits, ...])`, from the same single forward.
+        """
+        if self.task_type == "classification":
+            return self.head(self.embed(images))
+        blocks = self.head.blocks(aux)
+        maps = vit_block_maps(self.backbone, images, self.prompt, blocks, checkpoint=self.grad_checkpointing)
+        return self.head(dict(zip(blocks, maps)), tuple(images.shape[-2:]), aux=aux)
 
     def train(self, mode: bool = True) -> "TunedModel":
         super().train(mode)

@@ -24,13 +24,18 @@ FORMAT = "vptune-task/1"
 def task_file_contents(model: TunedModel) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and the safetensors metadata (JSON description) a per-task file of `model` holds."""
     tensors = {name: t.contiguous().cpu() for name, t in model.tuned_state_dict().items()}
+    return tensors, task_file_metadata(model)
+
+
+def task_file_metadata(model: TunedModel) -> dict[str, str]:
+    """The safetensors metadata of a per-task file of `model`: its JSON description."""
     description = {
         **model.config,
         "format": FORMAT,
         "backbone_fingerprint": model.backbone_fingerprint,
         "vptune_version": __version__,
     }
-    return tensors, {"vptune": json.dumps(description)}
+    return {"vptune": json.dumps(description)}
 
 
 def save(model: TunedModel, path: str | os.PathLike) -> Path:
@@ -87,6 +92,8 @@ def load(
         )
     backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
     _check_same_backbone(path, description, backbone_fingerprint)
+    # Files from before heads were recorded hold a linear classifier.
+    head = dict(description.get("head", {"kind": "linear"}))
     model = create(
         backbone,
         description["method"],
@@ -95,6 +102,8 @@ def load(
         img_size=description["img_size"],
         class_names=description["class_names"],
         backbone_id=description["backbone"],
+        head=head.pop("kind"),
+        head_options=head,
         backbone_fingerprint=backbone_fingerprint,
         **description["options"],
     )

@@ -1,4 +1,4 @@
-"""`vptune data`: prepare the offline tasks in VTAB-1k format."""
+"""`vptune data`: prepare the offline tasks (VTAB-1k layout; segmentation tasks as image/mask folder pairs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from ..data import available_tasks, prepare_task
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="prepare offline tasks")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    prepare = actions.add_parser("prepare", help="write an offline task as a VTAB-1k folder")
+    prepare = actions.add_parser(
+        "prepare", help="write an offline task (VTAB-1k folder, or image/mask folders for segmentation)"
+    )
     prepare.add_argument("name", metavar="NAME", help=f"one of: {', '.join(available_tasks())}")
     prepare.add_argument("--out", required=True, metavar="ROOT", help="data root; the task goes to ROOT/NAME")
     prepare.add_argument("--seed", type=int, default=0, help="seed of sampling and rendering (0)")

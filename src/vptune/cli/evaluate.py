@@ -16,22 +16,31 @@ def register(subparsers) -> None:
     parser.add_argument("--data", help="data root, if not the one the run was trained from")
     parser.add_argument("--batch-size", type=int, help="evaluation batch size (the run's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--multi-scale", action="store_true",
+                        help="segmentation: average the softmax over scales 0.5-1.75 and flips (slower)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table, only the JSON line")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = evaluate_run(args.run_dir, args.split, data=args.data, batch_size=args.batch_size,
-                           device=args.device, quiet=args.quiet)
+                           device=args.device, quiet=args.quiet, multi_scale=args.multi_scale)
     result = {"run": args.run_dir, **metrics}
     if not is_main_process():
         return 0  # under torchrun every rank holds the gathered metrics; rank 0 prints them
     if not args.quiet:
         width = max(len(k) for k in result)
         for key, value in result.items():
-            shown = f"{value:.4f}" if isinstance(value, float) else value
-            if isinstance(value, dict):
-                shown = " ".join(f"{k} {v}" for k, v in value.items())
-            print(f"{key:<{width}}  {shown}")
+            if isinstance(value, dict):  # per-class scores, one line each
+                print(key)
+                name_width = max(len(name) for name in value)
+                for name, score in value.items():
+                    print(f"  {name:<{name_width}}  {_shown(score)}")
+            else:
+                print(f"{key:<{width}}  {_shown(value)}")
     print(json.dumps(result))
     return 0
+
+
+def _shown(value: object) -> object:
+    return f"{value:.4f}" if isinstance(value, float) else value

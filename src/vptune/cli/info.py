@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def describe(path: Path) -> dict:
-    """Method, backbone, tuned parameters and bytes of a per-task file (or a run's)."""
+    """Method, head, backbone, tuned parameters and bytes of a per-task file (or a run's)."""
     run_dir = path if path.is_dir() else None
     file = path / TASK_FILE if run_dir else path
     if run_dir and not file.is_file():
@@ -38,6 +38,8 @@ def describe(path: Path) -> dict:
         "arch": description["arch"],
         "img_size": description["img_size"],
         "num_classes": description["num_classes"],
+        "task_type": description.get("task_type", "classification"),
+        "head": description.get("head", {"kind": "linear"}),
         # How images are prepared; null in files older than the record (they prepare as VTAB).
         "input": description.get("input"),
         "tuned_parameters": parameters,

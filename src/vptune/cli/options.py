@@ -1,4 +1,4 @@
-"""Command-line options shared by subcommands: method options and their parsing."""
+"""Command-line options shared by subcommands: method and head options and their parsing."""
 
 from __future__ import annotations
 
@@ -34,11 +34,33 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The method options given on the command line, typed."""
-    options = method_flags(vars(args))
-    for item in getattr(args, "option", []):
+    return {**method_flags(vars(args)), **key_values(getattr(args, "option", []), "--option")}
+
+
+def add_head_options(parser: argparse.ArgumentParser, *, default: str | None = "linear") -> None:
+    """--head and its --head-option KEY=VALUE flags; `default=None` leaves --head unset (train picks by data)."""
+    from ..heads import available_heads
+
+    shown = default or "linear, setr-pup for segmentation data"
+    group = parser.add_argument_group("head")
+    group.add_argument("--head", default=default or argparse.SUPPRESS,
+                       help=f"head kind: {', '.join(available_heads())} (default {shown}; setr-* segment)")
+    group.add_argument("--head-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of the head, e.g. --head-option channels=256 or aux_blocks=[] (repeatable)")
+
+
+def head_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The head options given with --head-option, typed."""
+    return key_values(args.head_option, "--head-option")
+
+
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """`KEY=VALUE` strings as a mapping, values read as YAML (`3`, `[1, 2]`, `true`)."""
+    options = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise VptuneError(f"--option takes KEY=VALUE, got '{item}'")
+            raise VptuneError(f"{flag} takes KEY=VALUE, got '{item}'")
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
     return options
 

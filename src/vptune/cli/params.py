@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..accounting import StorageReport, storage_report
-from .options import add_method_options, method_options
+from .options import add_head_options, add_method_options, head_options, method_options
 
 
 def register(subparsers) -> None:
@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
                         help="load pretrained weights (not needed: only shapes count; default off)")
     add_method_options(parser)
+    add_head_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         img_size=args.img_size,
         arch=args.arch,
+        head=args.head,
+        head_options=head_options(args),
         **method_options(args),
     )
     print(format_report(report))
@@ -40,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
 def format_report(report: StorageReport) -> str:
     """The report as aligned `name  value` lines."""
     options = ", ".join(f"{key}={value}" for key, value in report.options.items())
+    head = ", ".join(f"{key}={value}" for key, value in report.head.items() if key != "kind")
+    head = f"{report.head['kind']} ({head})" if head else report.head["kind"]
     shared = f"{report.backbone_params:,} + " if report.shares_backbone else ""
     rows = [
         ("backbone", f"{report.backbone} ({report.backbone_params:,} parameters)"),
         ("method", f"{report.method} ({options})" if options else report.method),
         ("tuned per task", f"{report.tuned_params:,} parameters, {report.head_params:,} of them the "
-                           f"{report.num_classes}-class head"),
+                           f"{report.num_classes}-class head {head}"),
         ("share of backbone", f"{100 * report.share:.3f}% "
                               f"({100 * (report.tuned_params - report.head_params) / report.backbone_params:.3f}% "
                               "without the head)"),

@@ -9,7 +9,7 @@ import json
 from ..engine import TrainConfig, train
 from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
-from .options import METHOD_FLAGS, add_method_options, method_flags, method_options
+from .options import METHOD_FLAGS, add_head_options, add_method_options, head_options, method_flags, method_options
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", help="YAML file of flag: value, flag names with _ (e.g. batch_size: 64, "
                         "num_prompts: 50, pretrained: false)")
     parser.add_argument("--data", help="root folder holding task folders")
-    parser.add_argument("--task", help="task folder name (VTAB-1k, FGVC json or class folders; aliases accepted)")
+    parser.add_argument("--task", help="task folder name (VTAB-1k, FGVC json or class folders; aliases accepted; "
+                        "ADE20K, VOC, Cityscapes or image/mask folders for segmentation)")
     parser.add_argument("--train-split", help="split to train on (train800 for VTAB-1k, else train)")
     parser.add_argument("--eval-split", help="validation split chosen by best top-1 (val200 / val); 'none' for none")
     parser.add_argument("--protocol", help="transforms: vtab (resize) or fgvc (crop+flip); default from the layout")
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
                         help="accept this missing/unexpected checkpoint key or prefix (repeatable)")
     parser.add_argument("--method", help=f"tuning method ({defaults.method})")
     add_method_options(parser)
+    add_head_options(parser, default=None)
     parser.add_argument("--img-size", type=int, help="input size (default: the backbone's; 224 for the offline one)")
     parser.add_argument("--epochs", type=int, help=f"epochs ({defaults.epochs})")
     parser.add_argument("--batch-size", type=int, help=f"global batch size ({defaults.batch_size})")
@@ -44,6 +46,11 @@ def register(subparsers) -> None:
     parser.add_argument("--decay-tuned-tokens", action="store_true", help="also decay prompts and other tokens")
     parser.add_argument("--momentum", type=float, help=f"SGD momentum ({defaults.momentum})")
     parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length ({defaults.warmup_epochs})")
+    parser.add_argument("--schedule", help=f"lr schedule after warm-up: cosine or poly ({defaults.schedule})")
+    parser.add_argument("--poly-power", type=float, help=f"exponent of the poly schedule ({defaults.poly_power})")
+    parser.add_argument("--min-lr", type=float, help=f"lr the poly schedule ends at ({defaults.min_lr})")
+    parser.add_argument("--head-lr-multiplier", type=float,
+                        help=f"the head trains at lr times this, e.g. 10 as SETR ({defaults.head_lr_multiplier})")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
@@ -70,7 +77,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
     options = {**values.get("method_options", {}), **yaml_flags, **method_options(args)}
-    merged = {**values, **given, "method_options": options}
+    heads = {**values.get("head_options", {}), **head_options(args)}
+    merged = {**values, **given, "method_options": options, "head_options": heads}
     if str(merged.get("eval_split", "")).lower() == "none":
         merged["eval_split"] = ""
     return TrainConfig.from_dict(merged)

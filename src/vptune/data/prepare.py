@@ -1,8 +1,10 @@
-"""Write offline tasks to disk in VTAB-1k layout, so they load like the user's own VTAB copy.
+"""Write offline tasks to disk in the layouts users' own copies have.
 
-`prepare_task(name, out_root)` writes `<out_root>/<name>/` with
-`{train800,val200,train800val200,test}.txt`, `classes.txt` and
-`images/{train800,val200,test}/NNNNNN.png`.
+`prepare_task(name, out_root)` writes `<out_root>/<name>/`: classification
+tasks in VTAB-1k layout (`{train800,val200,train800val200,test}.txt`,
+`classes.txt`, `images/{train800,val200,test}/NNNNNN.png`), segmentation
+tasks as folder pairs (`images/<split>/NNNNNN.png`, `masks/<split>/NNNNNN.png`,
+`classes.txt`, splits train/val/test).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from vptune.data import real_tasks, synthetic_tasks
+from vptune.data import real_tasks, seg_tasks, synthetic_tasks
+from vptune.data.seg_tasks import SEG_SPLITS, SegArrays
 from vptune.data.taskdata import PARTS, TaskArrays
 from vptune.errors import DataError
 
-TaskMaker = Callable[[np.random.Generator, int | None], TaskArrays]
+TaskMaker = Callable[[np.random.Generator, int | None], TaskArrays | SegArrays]
 
 _TASKS: dict[str, TaskMaker] = {
     "fashion-mnist": real_tasks.fashion_mnist,
@@ -29,6 +32,8 @@ _TASKS: dict[str, TaskMaker] = {
     "dsprites-orientation": synthetic_tasks.dsprites_orientation,
     "shapes-count": synthetic_tasks.shapes_count,
     "shapes-distance": synthetic_tasks.shapes_distance,
+    "fashion-scenes": seg_tasks.fashion_scenes,
+    "shapes-seg": seg_tasks.shapes_seg,
 }
 _SPLIT_FILES = ("train800", "val200", "train800val200", "test", "classes")
 
@@ -44,7 +49,7 @@ def prepare_task(
     """Generate task `name` into `<out_root>/<name>` in VTAB-1k layout and return that folder.
 
     The output is identical for the same seed. `n_test` defaults to 1000
-    (digits: the 797 images not used for training).
+    (digits: the 797 images not used for training; segmentation tasks: 500).
 
     Raises:
         DataError: unknown name, missing source data, bad `n_test`, or an
@@ -58,7 +63,10 @@ def prepare_task(
             raise DataError(f"{task_dir} already exists and is not empty; delete it or pass overwrite=True")
         _remove_outputs(task_dir)
     arrays = _TASKS[name](np.random.default_rng(seed), n_test)
-    _write_vtab(task_dir, arrays, desc=name)
+    if isinstance(arrays, SegArrays):
+        _write_seg_pairs(task_dir, arrays, desc=name)
+    else:
+        _write_vtab(task_dir, arrays, desc=name)
     return task_dir
 
 
@@ -66,14 +74,20 @@ def _remove_outputs(task_dir: Path) -> None:
     # Only what prepare_task writes, never other files the user keeps there.
     for stem in _SPLIT_FILES:
         (task_dir / f"{stem}.txt").unlink(missing_ok=True)
-    for part in PARTS:
+    for part in PARTS + SEG_SPLITS:
         shutil.rmtree(task_dir / "images" / part, ignore_errors=True)
+    for split in SEG_SPLITS:
+        shutil.rmtree(task_dir / "masks" / split, ignore_errors=True)
+
+
+def _progress(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=f"writing {desc}", unit="img", disable=not sys.stderr.isatty())
 
 
 def _write_vtab(task_dir: Path, arrays: TaskArrays, desc: str) -> None:
     lines: dict[str, list[str]] = {}
     total = sum(len(labels) for _, labels in arrays.parts.values())
-    with tqdm(total=total, desc=f"writing {desc}", unit="img", disable=not sys.stderr.isatty()) as progress:
+    with _progress(total, desc) as progress:
         for part in PARTS:
             images, labels = arrays.parts[part]
             (task_dir / "images" / part).mkdir(parents=True, exist_ok=True)
@@ -86,4 +100,17 @@ def _write_vtab(task_dir: Path, arrays: TaskArrays, desc: str) -> None:
     lines["train800val200"] = lines["train800"] + lines["val200"]
     for split, split_lines in lines.items():
         (task_dir / f"{split}.txt").write_text("\n".join(split_lines) + "\n")
+    (task_dir / "classes.txt").write_text("\n".join(arrays.class_names) + "\n")
+
+
+def _write_seg_pairs(task_dir: Path, arrays: SegArrays, desc: str) -> None:
+    total = sum(len(masks) for _, masks in arrays.parts.values())
+    with _progress(total, desc) as progress:
+        for split, (images, masks) in arrays.parts.items():
+            for kind in ("images", "masks"):
+                (task_dir / kind / split).mkdir(parents=True, exist_ok=True)
+            for i, (image, mask) in enumerate(zip(images, masks)):
+                Image.fromarray(image).save(task_dir / "images" / split / f"{i:06d}.png")
+                Image.fromarray(mask).save(task_dir / "masks" / split / f"{i:06d}.png")
+                progress.update()
     (task_dir / "classes.txt").write_text("\n".join(arrays.class_names) + "\n")

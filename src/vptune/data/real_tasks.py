@@ -22,9 +22,8 @@ _IDX_IMAGES, _IDX_LABELS = 2051, 2049
 
 def fashion_mnist(rng: np.random.Generator, n_test: int | None) -> TaskArrays:
     """1000 seeded training images from the 60k train file, `n_test` (default 1000) from t10k."""
-    folder = fashion_mnist_dir()
-    train_x, train_y = _read_idx_pair(folder, "train")
-    test_x, test_y = _read_idx_pair(folder, "t10k")
+    train_x, train_y = fashion_mnist_arrays("train")
+    test_x, test_y = fashion_mnist_arrays("t10k")
     n_test = 1000 if n_test is None else n_test
     return vtab_subsets(train_x, train_y, test_x, test_y, n_test, rng, FASHION_MNIST_CLASSES)
 
@@ -80,6 +79,11 @@ def fashion_mnist_dir() -> Path:
             f"{FASHION_MNIST_ENV}=DIR/usr/share/datasets/fashion-mnist"
         )
     return folder
+
+
+def fashion_mnist_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST's (N, 28, 28) uint8 images and int64 labels of `part`: "train" (60k) or "t10k" (10k)."""
+    return _read_idx_pair(fashion_mnist_dir(), part)
 
 
 def _fashion_files() -> list[str]:

@@ -151,8 +151,8 @@ _BOTTOM_OFFSET = (1.0, 1 / np.sqrt(2), 0.5)
 _UPRIGHT_ANGLE = (0.0, 0.0, np.pi)
 
 
-def _draw_shape(
-    draw: ImageDraw.ImageDraw, kind: int, x: float, y: float, r: float, colour: tuple[int, int, int], angle: float
+def draw_shape(
+    draw: ImageDraw.ImageDraw, kind: int, x: float, y: float, r: float, colour: int | tuple[int, int, int], angle: float
 ) -> None:
     """Circle (kind 0), square (1) or triangle (2) inscribed in the circle (x, y, r), rotated by `angle`."""
     if kind == 0:
@@ -176,7 +176,7 @@ def _count_scene(count: int, rng: np.random.Generator) -> np.ndarray:
     draw = ImageDraw.Draw(image)
     for x, y, r in placed:
         colour = CLEVR_COLOURS[rng.integers(len(CLEVR_COLOURS))]
-        _draw_shape(draw, int(rng.integers(3)), x, y, r, colour, angle=rng.uniform(0, 2 * np.pi))
+        draw_shape(draw, int(rng.integers(3)), x, y, r, colour, angle=rng.uniform(0, 2 * np.pi))
     return np.asarray(image)
 
 
@@ -199,5 +199,5 @@ def _distance_scene(label: int, rng: np.random.Generator) -> np.ndarray:
         kind = int(rng.integers(3))
         centre_y = _HORIZON + _GROUND_SCALE / z - r * _BOTTOM_OFFSET[kind]
         colour = CLEVR_COLOURS[rng.integers(len(CLEVR_COLOURS))]
-        _draw_shape(draw, kind, x, centre_y, r, colour, angle=_UPRIGHT_ANGLE[kind])
+        draw_shape(draw, kind, x, centre_y, r, colour, angle=_UPRIGHT_ANGLE[kind])
     return np.asarray(image)

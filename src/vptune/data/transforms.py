@@ -23,6 +23,10 @@ from torchvision.transforms.v2 import functional as F
 from vptune.errors import DataError
 
 PROTOCOLS = ("vtab", "fgvc", "folders")
+# Segmentation layouts; their images are prepared by data/seg_transforms.py, evaluation keeping
+# the aspect ratio within (SEG_LONG_SIDE_FACTOR * img_size, img_size): mmseg's (2048, 512) at 512.
+SEG_PROTOCOLS = ("ade20k", "voc", "cityscapes", "seg-folders")
+SEG_LONG_SIDE_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,10 @@ class InputSpec:
             spec = cls(recorded["protocol"], int(recorded["img_size"]), tuple(recorded["mean"]), tuple(recorded["std"]))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"recorded input pipeline {recorded!r} lacks protocol, img_size, mean or std") from err
-        if spec.protocol not in PROTOCOLS or spec.to_dict() != recorded:
+        if spec.protocol not in PROTOCOLS + SEG_PROTOCOLS or spec.to_dict() != recorded:
             raise DataError(
                 f"recorded input pipeline {recorded!r} is not one this vptune version prepares "
-                f"(protocols: {', '.join(PROTOCOLS)}); upgrade vptune"
+                f"(protocols: {', '.join(PROTOCOLS + SEG_PROTOCOLS)}); upgrade vptune"
             )
         return spec
 
@@ -74,7 +78,11 @@ def input_spec(backbone: nn.Module, protocol: str) -> InputSpec:
 
 def eval_resize(protocol: str, img_size: int) -> dict[str, Any]:
     """The evaluation-time resize of a protocol: `resize` (a [h, w] square or a short-side length),
-    `crop` (centre crop size or None), `interpolation` and `antialias`."""
+    `crop` (centre crop size or None), `interpolation` and `antialias`; segmentation adds `keep_ratio`
+    (`resize` is then the [long, short] box the image is fitted into)."""
+    if protocol in SEG_PROTOCOLS:
+        return {"resize": [SEG_LONG_SIDE_FACTOR * img_size, img_size], "keep_ratio": True, "crop": None,
+                "interpolation": "bilinear", "antialias": False}
     if protocol == "vtab":
         # antialias=False reproduces tf.image.resize, which the VTAB pipeline used.
         return {"resize": [img_size, img_size], "crop": None, "interpolation": "bilinear", "antialias": False}

@@ -12,6 +12,7 @@ import yaml
 from ..errors import VptuneError
 
 OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "poly")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -31,6 +32,9 @@ class TrainConfig:
     allow_keys: list[str] = field(default_factory=list)
     method: str = "vpt-deep"
     method_options: dict[str, Any] = field(default_factory=dict)
+    # None: "linear" for classification data, "setr-pup" for segmentation data.
+    head: str | None = None
+    head_options: dict[str, Any] = field(default_factory=dict)
     img_size: int | None = None
     epochs: int = 10
     batch_size: int = 32
@@ -41,6 +45,10 @@ class TrainConfig:
     decay_tuned_tokens: bool = False
     momentum: float = 0.9
     warmup_epochs: float = 1.0
+    schedule: str = "cosine"
+    poly_power: float = 0.9
+    min_lr: float = 0.0
+    head_lr_multiplier: float = 1.0
     grad_clip: float | None = None
     precision: str = "fp32"
     grad_checkpointing: bool = False
@@ -58,6 +66,10 @@ class TrainConfig:
             raise VptuneError("a run needs --data ROOT and --task NAME")
         if self.optimizer not in OPTIMIZERS:
             raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise VptuneError(f"schedule '{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
+        if self.poly_power <= 0 or self.min_lr < 0 or self.head_lr_multiplier <= 0:
+            raise VptuneError("--poly-power and --head-lr-multiplier must be > 0 and --min-lr >= 0")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}

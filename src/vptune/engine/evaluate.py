@@ -20,6 +20,8 @@ from ..data import input_spec
 from .loaders import build_dataset, build_loader
 from .metrics import classification_metrics
 from .runinfo import progress
+from .seg_inference import MULTI_SCALES
+from .segmentation import by_class, evaluate_segmentation
 
 TASK_FILE = "task.safetensors"
 
@@ -100,16 +102,22 @@ def evaluate_run(
     batch_size: int | None = None,
     device: str = "auto",
     quiet: bool = False,
+    multi_scale: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a finished run on `split` (of its own data root unless `data` is given).
 
     The result names the data it scored under `data`: absolute root, task and split.
+    Segmentation runs report aAcc, mIoU, mAcc and each class's IoU, with
+    single-scale sliding-window inference, or with `multi_scale` the softmax
+    averaged over scales 0.5-1.75 and their mirror images.
     """
     config = run_config(run_dir)
     root = _data_root(run_dir, config, data)
     torch_device = pick_device(device)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
+    if multi_scale and model.task_type != "segmentation":
+        raise VptuneError("--multi-scale applies to segmentation runs; this run classifies")
     spec = input_spec(model.backbone, config.protocol)  # as training built it
     dataset = build_dataset(
         str(root), config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
@@ -120,9 +128,18 @@ def evaluate_run(
         )
     loader = build_loader(dataset, batch_size or config.batch_size, ctx, shuffle=False, seed=config.seed, epoch=0,
                           num_workers=config.num_workers)
+    scored = {"root": str(root), "task": config.task, "split": split}
+    if model.task_type == "segmentation":
+        with autocast(torch_device, config.precision):
+            metrics = evaluate_segmentation(
+                model, loader, model.num_classes, spec.img_size, torch_device, ctx, show=not quiet and ctx.is_main,
+                desc=f"eval {split}", scales=MULTI_SCALES if multi_scale else (1.0,), flip=multi_scale,
+            )
+        scores = {key: metrics[key] for key in ("n", "aAcc", "mIoU", "mAcc")}
+        iou = by_class(metrics["IoU"], model.class_names)
+        return {"split": split, "data": scored, "multi_scale": multi_scale, **scores, "IoU": iou}
     metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
                              show=not quiet and ctx.is_main, desc=f"eval {split}")
-    scored = {"root": str(root), "task": config.task, "split": split}
     return {"split": split, "data": scored, **metrics, "skipped_images": len(dataset.skipped)}
 
 

@@ -15,7 +15,9 @@ from .runinfo import progress
 
 
 def trains_head_only(model: TunedModel) -> bool:
-    """True when every trainable tensor belongs to the head, so backbone features never change."""
+    """True when a classifier alone trains, so the pooled backbone features never change."""
+    if model.task_type != "classification":
+        return False
     names = model.trainable_parameters()
     return bool(names) and all(name.startswith("head.") for name in names)
 

@@ -7,17 +7,27 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
-from ..data import ImageDataset, InputSpec, load_split
+from ..data import ImageDataset, InputSpec, SegDataset, SegTransform, load_seg_split, load_split, seg_collate
 from ..data.formats import detect_format, resolve_task_dir
-from ..errors import VptuneError
+from ..data.seg_formats import DEFAULT_SEG_SPLITS, SEG_FORMATS, find_seg_layout
+from ..errors import DataError, VptuneError
 from .distributed import Dist
 
-DEFAULT_SPLITS = {"vtab": ("train800", "val200"), "fgvc": ("train", "val"), "folders": ("train", "val")}
+DEFAULT_SPLITS = {"vtab": ("train800", "val200"), "fgvc": ("train", "val"), "folders": ("train", "val"),
+                  **DEFAULT_SEG_SPLITS}
 
 
 def task_format(data: str, task: str) -> str:
-    """The layout of `<data>/<task>`: 'vtab', 'fgvc' or 'folders'."""
-    return detect_format(resolve_task_dir(data, task))
+    """The layout of `<data>/<task>`: 'vtab', 'fgvc', 'folders', or for segmentation 'ade20k', 'voc',
+    'cityscapes', 'seg-folders'."""
+    task_dir = resolve_task_dir(data, task)
+    found = find_seg_layout(task_dir)
+    return found[0] if found else detect_format(task_dir)
+
+
+def is_segmentation(fmt: str) -> bool:
+    """Whether a layout (or a protocol named after it) holds segmentation masks."""
+    return fmt in SEG_FORMATS
 
 
 def default_splits(fmt: str) -> tuple[str, str]:
@@ -27,8 +37,17 @@ def default_splits(fmt: str) -> tuple[str, str]:
 
 def build_dataset(
     data: str, task: str, split: str, spec: InputSpec, *, train: bool, seed: int, skip_bad_images: bool
-) -> ImageDataset:
-    """The images of one split, transformed for the model; decoded images are cached."""
+) -> ImageDataset | SegDataset:
+    """The images (and masks) of one split, transformed for the model.
+
+    Classification caches the resized images; segmentation decodes each pair every epoch, since
+    its random resize starts from the full image (an ADE20K or Cityscapes split would not fit in memory).
+    """
+    if is_segmentation(spec.protocol):
+        if skip_bad_images:
+            raise DataError("--skip-bad-images applies to classification data; fix or remove the bad image/mask pairs")
+        transform = SegTransform(spec.img_size, spec.mean, spec.std, train=train)
+        return SegDataset(load_seg_split(data, task, split), transform)
     task_split = load_split(data, task, split, seed=seed)
     return ImageDataset(task_split, spec.transform(train=train), cache_images=True, skip_bad_images=skip_bad_images)
 
@@ -55,7 +74,14 @@ class GlobalOrder(Sampler[int]):
 
 
 def build_loader(
-    dataset: ImageDataset, batch_size: int, ctx: Dist, *, shuffle: bool, seed: int, epoch: int, num_workers: int
+    dataset: ImageDataset | SegDataset,
+    batch_size: int,
+    ctx: Dist,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    num_workers: int,
 ) -> DataLoader:
     """A loader whose order depends only on (seed, epoch), so resumed runs repeat it exactly.
 
@@ -79,4 +105,5 @@ def build_loader(
     return DataLoader(
         dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers,
         generator=torch.Generator().manual_seed(order_seed),
+        collate_fn=seg_collate if isinstance(dataset, SegDataset) else None,
     )

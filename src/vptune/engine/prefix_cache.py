@@ -20,7 +20,7 @@ def first_tuned_block(model: TunedModel) -> int | None:
     """Index of the first trainable ViT block when nothing before it trains, else None."""
     if backbone_family(model.backbone) != "vit" or model.prompt is not None or model.side is not None:
         return None
-    if model.output != "cls" or model.backbone_trains:
+    if model.output != "cls" or model.backbone_trains or model.task_type != "classification":
         return None
     backbone = model.backbone
     trains = [any(p.requires_grad for p in block.parameters()) for block in backbone.blocks]

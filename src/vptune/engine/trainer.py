@@ -14,7 +14,7 @@ from torch._dynamo.exc import TorchDynamoException
 from torch.nn.parallel import DistributedDataParallel
 
 from ..api import create
-from ..data import load_split
+from ..data import load_seg_split, load_split
 from ..errors import TrainingError, VptuneError
 from ..persistence import save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -24,9 +24,11 @@ from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from ..data import input_spec
-from .loaders import build_dataset, build_loader, default_splits, task_format
-from .optim import build_optimizer, effective_lr, lr_at, set_lr
+from .loaders import build_dataset, build_loader, default_splits, is_segmentation, task_format
+from .optim import apply_schedule, build_optimizer
 from .runinfo import MetricsLog, environment, progress, write_json
+from .segloss import segmentation_loss
+from .segmentation import evaluate_segmentation, pixel_hits
 
 # Settings that may change when a run is resumed: they do not affect its result.
 RUNTIME_KEYS = ("quiet", "device", "num_workers", "out")
@@ -59,13 +61,27 @@ class _Run:
         config.train_split = config.train_split or default_train
         config.eval_split = config.eval_split if config.eval_split is not None else default_eval
         config.protocol = config.protocol or fmt
+        self.segmentation = is_segmentation(fmt)
+        if is_segmentation(config.protocol) != self.segmentation:
+            raise VptuneError(f"protocol '{config.protocol}' does not fit the {fmt} layout of task '{config.task}'; "
+                              "leave --protocol unset")
+        config.head = config.head or ("setr-pup" if self.segmentation else "linear")
+        # The validation number that picks the kept epoch.
+        self.metric = "mIoU" if self.segmentation else "top1"
         torch.manual_seed(config.seed)  # random-init backbones are rebuilt from this seed
         train_probe = self._dataset(config.train_split, train=True, spec=None)
         self.model = create(
             config.backbone, config.method, train_probe.num_classes, pretrained=config.pretrained,
             img_size=config.img_size, arch=config.arch, allow_keys=tuple(config.allow_keys),
-            class_names=train_probe.class_names, **config.method_options,
+            class_names=train_probe.class_names, head=config.head, head_options=config.head_options,
+            **config.method_options,
         ).to(device)
+        if (self.model.task_type == "segmentation") != self.segmentation:
+            raise VptuneError(
+                f"head '{config.head}' is a {self.model.task_type} head but task '{config.task}' holds "
+                f"{'segmentation' if self.segmentation else 'classification'} data ({fmt}); pick another --head"
+            )
+        config.head_options = {k: v for k, v in self.model.config["head"].items() if k != "kind"}
         if config.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
         self.spec = input_spec(self.model.backbone, config.protocol)
@@ -108,6 +124,8 @@ class _Run:
     def _dataset(self, split: str, *, train: bool, spec):
         config = self.config
         if spec is None:  # only the split's classes are needed, before the backbone exists
+            if self.segmentation:
+                return load_seg_split(config.data, config.task, split)
             return load_split(config.data, config.task, split, seed=config.seed)
         return build_dataset(config.data, config.task, split, spec, train=train, seed=config.seed,
                              skip_bad_images=config.skip_bad_images)
@@ -140,11 +158,9 @@ class _Run:
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
             if self.eval_set is not None:
-                metrics = evaluate_split(self.net, self._loader(self.eval_set, epoch, shuffle=False), self.device,
-                                         self.ctx, precision=self.config.precision, show=self.show,
-                                         desc=f"eval {self.config.eval_split}")
+                metrics = self._validate(epoch)
                 row.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
-                self._select(epoch, metrics["top1"])
+                self._select(epoch, metrics[self.metric])
             row["seconds"] = round(time.time() - started, 2)
             if self.ctx.is_main:
                 self.log.append(row)
@@ -152,6 +168,17 @@ class _Run:
                 if self.show:
                     print(_epoch_line(row), flush=True)
         return self._finish(time.time() - started)
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        loader = self._loader(self.eval_set, epoch, shuffle=False)
+        desc = f"eval {self.config.eval_split}"
+        if not self.segmentation:
+            return evaluate_split(self.net, loader, self.device, self.ctx, precision=self.config.precision,
+                                  show=self.show, desc=desc)
+        with autocast(self.device, self.config.precision):
+            metrics = evaluate_segmentation(self.model, loader, self.model.num_classes, self.spec.img_size,
+                                            self.device, self.ctx, show=self.show, desc=desc)
+        return {key: metrics[key] for key in ("n", "aAcc", "mIoU", "mAcc")}
 
     def _loader(self, dataset, epoch: int, *, shuffle: bool):
         config = self.config
@@ -163,18 +190,23 @@ class _Run:
         # Prompt dropout and augmentation draw from this seed, so a resumed epoch repeats exactly.
         torch.manual_seed(config.seed * 100_003 + epoch + 1)
         self.net.train()
-        base_lr = effective_lr(config)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, samples = 0.0, 0, 0, 0
         loader = self._loader(self.train_set, epoch, shuffle=True)
         bar = progress(loader, f"epoch {epoch + 1}/{config.epochs}", enabled=self.show)
         for step_in_epoch, (images, labels) in enumerate(bar):
             step = epoch * self.steps_per_epoch + step_in_epoch
-            lr = lr_at(step, self.total_steps, self.warmup_steps, base_lr)
-            set_lr(self.optimizer, lr)
+            lr = apply_schedule(self.optimizer, config, step, self.total_steps, self.warmup_steps)
             images, labels = images.to(self.device), labels.to(self.device)
             with autocast(self.device, config.precision):
-                logits = self.net(images)
-            loss = F.cross_entropy(logits.float(), labels)
+                outputs = self.net(images, aux=True) if self.segmentation else self.net(images)
+            if self.segmentation:
+                logits, aux_logits = outputs
+                loss = segmentation_loss(logits, labels, aux_logits, aux_weight=self.model.head.aux_weight)
+                hits, counted = pixel_hits(logits, labels)
+            else:
+                logits = outputs
+                loss = F.cross_entropy(logits.float(), labels)
+                hits, counted = int((logits.argmax(1) == labels).sum()), labels.numel()
             # Every rank stops at the same step, so none waits forever in the next gradient all-reduce.
             if broadcast_flag(not torch.isfinite(loss), self.ctx):
                 value = loss.item() if not torch.isfinite(loss) else "non-finite on another rank"
@@ -187,18 +219,21 @@ class _Run:
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters().values(), config.grad_clip)
             self.optimizer.step()
-            loss_sum += loss.item() * labels.numel()
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += labels.numel()
-        loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen], self.ctx)
-        return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen}
+            loss_sum += loss.item() * len(labels)
+            correct += hits
+            seen += counted
+            samples += len(labels)
+        loss_sum, correct, seen, samples = sum_over_ranks([loss_sum, correct, seen, samples], self.ctx)
+        # Segmentation's training accuracy is over labelled pixels (aAcc), classification's over images.
+        accuracy = "train_aAcc" if self.segmentation else "train_top1"
+        return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / samples, accuracy: correct / max(seen, 1)}
 
-    def _select(self, epoch: int, top1: float) -> None:
+    def _select(self, epoch: int, value: float) -> None:
         """Keep the tuned tensors of the best validation epoch (never chosen by test)."""
         if self.config.eval_split == "test":
             return  # test is reported, never used to choose
-        if self.best is None or top1 > self.best["top1"]:
-            self.best = {"epoch": epoch + 1, "top1": top1}
+        if self.best is None or value > self.best[self.metric]:
+            self.best = {"epoch": epoch + 1, self.metric: value}
             self.best_state = {k: v.clone().cpu() for k, v in self.model.tuned_state_dict().items()}
 
     def _state(self, next_epoch: int) -> dict[str, Any]:
@@ -220,8 +255,8 @@ class _Run:
             self.model.load_state_dict(self.best_state, strict=False)
         summary = {
             "selected_epoch": self.best["epoch"] if self.best else self.config.epochs,
-            "selected_by": f"{self.config.eval_split} top1" if self.best else "last epoch",
-            "val_top1": self.best["top1"] if self.best else None,
+            "selected_by": f"{self.config.eval_split} {self.metric}" if self.best else "last epoch",
+            f"val_{self.metric}": self.best[self.metric] if self.best else None,
             "train_seconds_this_session": round(seconds, 2),
             "features_cached": self.features_cached,
             "skipped_images": self.skipped_images,
@@ -248,9 +283,10 @@ def _compile_errors(compiling: bool) -> Iterator[None]:
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
-    parts = [f"epoch {row['epoch']}", f"loss {row['train_loss']:.4f}", f"train top1 {row['train_top1']:.4f}"]
-    if "val_top1" in row:
-        parts.append(f"val top1 {row['val_top1']:.4f}")
+    parts = [f"epoch {row['epoch']}", f"loss {row['train_loss']:.4f}"]
+    for key in ("train_top1", "train_aAcc", "val_top1", "val_mIoU"):
+        if key in row:
+            parts.append(f"{key.replace('_', ' ')} {row[key]:.4f}")
     return " | ".join(parts + [f"{row['seconds']:.0f}s"])
 
 

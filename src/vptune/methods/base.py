@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ..errors import MethodError
 from ..model import TunedModel
+from ..options import fill_options
 
 _REGISTRY: dict[str, "Method"] = {}
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
@@ -33,14 +34,7 @@ class Method(ABC):
 
     def parse_options(self, given: dict[str, Any]) -> Any:
         """Options dataclass from keyword options; unknown names raise MethodError."""
-        known = {f.name for f in dataclasses.fields(self.Options)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise MethodError(
-                f"method '{self.name}' has no option {', '.join(unknown)}; "
-                f"its options are: {', '.join(sorted(known)) or 'none'}"
-            )
-        options = self.Options(**given)
+        options = fill_options(self.Options, given, f"method '{self.name}'", MethodError)
         self.validate(options)
         return options
 

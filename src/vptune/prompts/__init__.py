@@ -9,7 +9,7 @@ from torch import nn
 from ..errors import MethodError
 from .conv import BorderPrompt, conv_features
 from .swin import SwinPrompt, swin_features
-from .vit import VitPrompt, is_vit, vit_features
+from .vit import VitPrompt, is_vit, vit_block_maps, vit_features
 
 FAMILY_NAMES = {"vit": "ViT", "swin": "Swin", "conv": "ConvNet"}
 
@@ -69,4 +69,5 @@ __all__ = [
     "check_output_applies",
     "prompted_features",
     "require_family",
+    "vit_block_maps",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -157,22 +158,21 @@ def stem_tokens(backbone: nn.Module, patch_tokens: torch.Tensor) -> torch.Tensor
     return backbone.norm_pre(backbone.patch_drop(backbone._pos_embed(patch_tokens)))
 
 
-def vit_tokens(
+def _block_outputs(
     backbone: nn.Module,
     images: torch.Tensor,
     prompt: BlockPrompts | None,
     *,
     cls_only: bool = False,
     checkpoint: bool = False,
-) -> torch.Tensor:
-    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone.
+) -> Iterator[torch.Tensor]:
+    """Each block's output `[prefix, prompts, patches]` in turn.
 
     `prompt` is one task's `VitPrompt`, or per-sample prompts of several tasks
     (prompts/vit_samples.py), which also mask padded prompt slots out of attention.
 
     Rows nobody reads are not computed: prompt outputs that the next block replaces,
-    and with `cls_only` every row of the last block but [CLS] (then the result is
-    `(B, 1, C)`). `checkpoint` recomputes each block in the backward pass to save memory.
+    and with `cls_only` every row of the last block but [CLS] (then it yields `(B, 1, C)`).
     """
     x = stem_tokens(backbone, prompt.patch_tokens(images, backbone) if prompt is not None else backbone.patch_embed(images))
     prefix = backbone.num_prefix_tokens
@@ -188,7 +188,52 @@ def vit_tokens(
             )
         else:
             x = block_forward_rows(block, x, rows, kv_tokens, prefix, key_mask)
+        yield x
+
+
+def vit_tokens(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    prompt: BlockPrompts | None,
+    *,
+    cls_only: bool = False,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone (see `_block_outputs`).
+
+    With `cls_only` only [CLS] is computed in the last block (the result is `(B, 1, C)`).
+    `checkpoint` recomputes each block in the backward pass to save memory.
+    """
+    for x in _block_outputs(backbone, images, prompt, cls_only=cls_only, checkpoint=checkpoint):
+        pass
     return backbone.norm(x)
+
+
+def vit_block_maps(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    prompt: BlockPrompts | None,
+    blocks: Sequence[int],
+    *,
+    checkpoint: bool = False,
+) -> list[torch.Tensor]:
+    """Patch tokens leaving each of `blocks` (0-based), as `(B, C, h, w)` maps on the patch grid.
+
+    One prompted forward, stopped after the last block asked for; prefix and prompt tokens
+    are dropped (patches are always the last `h * w` tokens), and no final norm is applied
+    (as the block outputs a decoder reads in mmsegmentation's ViT).
+    """
+    patch_h, patch_w = backbone.patch_embed.patch_size
+    grid = (images.shape[-2] // patch_h, images.shape[-1] // patch_w)
+    wanted, maps = set(blocks), {}
+    outputs = _block_outputs(backbone, images, prompt, checkpoint=checkpoint)
+    for index, x in enumerate(outputs):
+        if index in wanted:
+            patches = x[:, x.shape[1] - grid[0] * grid[1]:]
+            maps[index] = patches.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid)
+            if len(maps) == len(wanted):
+                break
+    return [maps[index] for index in blocks]
 
 
 def vit_features(

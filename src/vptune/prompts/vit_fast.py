@@ -18,11 +18,16 @@ from torch import nn
 def handles_rows(block: nn.Module) -> bool:
     """Whether `block_forward_rows` computes `block` row by row rather than whole.
 
-    Only timm's pre-norm `Block` with the standard `Attention`, and only in eval mode:
-    dropout and drop-path in a training block draw random numbers per row, so a
-    training block runs whole to draw exactly what the plain forward draws.
+    Only timm's pre-norm `Block` with the standard `Attention` and a plain qkv `Linear`
+    whose weight is split here: no wrapper (a LoRA layer) or forward hook (SSF) on the block,
+    its attention or qkv, which this computation would bypass. And only in eval mode:
+    dropout and drop-path in a training block draw random numbers per row, so a training
+    block runs whole to draw exactly what the plain forward draws.
     """
-    return type(block) is Block and type(block.attn) is Attention and not block.training
+    if type(block) is not Block or type(block.attn) is not Attention or type(block.attn.qkv) is not nn.Linear:
+        return False
+    hooked = any(module._forward_hooks or module._forward_pre_hooks for module in (block, block.attn, block.attn.qkv))
+    return not hooked and not block.training
 
 
 def block_forward_rows(

@@ -166,6 +166,7 @@ class MultiTask:
 
     def _load(self, path: Path) -> TunedModel:
         description = read_description(path)
+        _require_classifier(f"'{path}'", description.get("task_type", "classification"))
         backbone, weights = self.backbone, self.fingerprint
         if backbone is None:
             backbone, _ = build_backbone(
@@ -185,6 +186,7 @@ class MultiTask:
         return model
 
     def _adopt(self, model: TunedModel) -> TunedModel:
+        _require_classifier("the model", model.task_type)
         if _changes_backbone(model) and model.backbone is (self.backbone or model.backbone):
             raise TaskFileError(
                 f"the '{model.config['method']}' model changes the weights of the backbone it holds, so that "
@@ -242,3 +244,8 @@ def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:
 
 def _tensor_bytes(model: TunedModel) -> int:
     return sum(t.numel() * t.element_size() for t in model.tuned_state_dict().values())
+
+
+def _require_classifier(what: str, task_type: str) -> None:
+    if task_type != "classification":
+        raise TaskFileError(f"{what} is a {task_type} task; MultiTask serves classification tasks only")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import VptuneError
 from ..model import TunedModel
 from ..persistence import load
 from .images import ImageInput, Prediction, best_classes, prepare_image
@@ -22,6 +23,8 @@ class Predictor:
 
     def __init__(self, model_or_path: TunedModel | str | os.PathLike, *, device: str | torch.device = "cpu") -> None:
         model = model_or_path if isinstance(model_or_path, TunedModel) else load(model_or_path)
+        if model.task_type != "classification":
+            raise VptuneError(f"Predictor classifies images; this model is a {model.task_type} task")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.spec = model.input_spec
