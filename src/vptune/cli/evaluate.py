@@ -31,11 +31,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         width = max(len(k) for k in result)
         for key, value in result.items():
-            if isinstance(value, dict):  # per-class scores, one line each
+            if key == "IoU":  # per-class scores, one line each
                 print(key)
                 name_width = max(len(name) for name in value)
                 for name, score in value.items():
                     print(f"  {name:<{name_width}}  {_shown(score)}")
+            elif isinstance(value, dict):
+                print(f"{key:<{width}}  " + " ".join(f"{k} {_shown(v)}" for k, v in value.items()))
             else:
                 print(f"{key:<{width}}  {_shown(value)}")
     print(json.dumps(result))
