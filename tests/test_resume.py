@@ -89,8 +89,8 @@ class Recorder:
         self.lrs: list[float] = []
         self.checkpoints: list[dict] = []
         self.restored_optimizer: dict | None = None
-        train_epoch, restore, set_lr, save = (trainer._Run._train_epoch, trainer._Run._restore, trainer.set_lr,
-                                              trainer.save_checkpoint)
+        train_epoch, restore, apply_schedule, save = (trainer._Run._train_epoch, trainer._Run._restore,
+                                                      trainer.apply_schedule, trainer.save_checkpoint)
 
         def recording_train_epoch(run, epoch):
             self.epochs.append(epoch)
@@ -100,9 +100,10 @@ class Recorder:
             restore(run, state)
             self.restored_optimizer = copy.deepcopy(run.optimizer.state_dict())
 
-        def recording_set_lr(optimizer, lr):
+        def recording_apply_schedule(*args):
+            lr = apply_schedule(*args)
             self.lrs.append(lr)
-            set_lr(optimizer, lr)
+            return lr
 
         def saving(run_dir, state):
             save(run_dir, state)
@@ -112,7 +113,7 @@ class Recorder:
 
         monkeypatch.setattr(trainer._Run, "_train_epoch", recording_train_epoch)
         monkeypatch.setattr(trainer._Run, "_restore", recording_restore)
-        monkeypatch.setattr(trainer, "set_lr", recording_set_lr)
+        monkeypatch.setattr(trainer, "apply_schedule", recording_apply_schedule)
         monkeypatch.setattr(trainer, "save_checkpoint", saving)
 
 
