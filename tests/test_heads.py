@@ -224,3 +224,16 @@ def test_classification_servers_refuse_segmentation_tasks(tmp_path):
             serving.add("seg", task)
     with pytest.raises(VptuneError, match="segmentation task"):
         vptune.Predictor(model)
+
+
+def test_segmentation_with_gradient_checkpointing_gives_the_same_gradients(images):
+    results = []
+    for checkpointing in (False, True):
+        model = vptune.create(tiny_vit(), "vpt-deep", 4, num_prompts=2, prompt_dropout=0.0, head="setr-pup",
+                              head_options={"channels": 8}).eval()
+        model.set_grad_checkpointing(checkpointing)
+        logits, aux = model(images, aux=True)
+        (logits.square().mean() + sum(a.square().mean() for a in aux)).backward()
+        results.append((logits.detach(), model.prompt.embeddings.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
