@@ -28,17 +28,24 @@ def test_warm_up_climbs_linearly_from_base_over_warmup_then_cosine_falls_to_zero
     assert optim.lr_at(0, 10, 0, 0.1) == pytest.approx(0.1)  # no warm-up: cosine from the base
 
 
+def classification(**values) -> TrainConfig:
+    """A config with the classification recipe in the fields `values` leave unset, as a run fills them."""
+    config = TrainConfig(**values)
+    config.fill_recipe(segmentation=False)
+    return config
+
+
 def test_scale_lr_multiplies_by_batch_over_256():
     assert optim.effective_lr(TrainConfig(lr=0.1, batch_size=64, scale_lr=True)) == pytest.approx(0.025)
     assert optim.effective_lr(TrainConfig(lr=0.1, batch_size=64, scale_lr=False)) == pytest.approx(0.1)
     model = vptune.create(tiny_vit(), "linear", 3)
-    groups = optim.build_optimizer(model, TrainConfig(lr=0.2, batch_size=512, scale_lr=True)).param_groups
+    groups = optim.build_optimizer(model, classification(lr=0.2, batch_size=512, scale_lr=True)).param_groups
     assert [g["lr"] for g in groups] == pytest.approx([0.4, 0.4])
 
 
 def test_sgd_momentum_and_weight_decay_match_two_hand_computed_steps():
     model = vptune.create(tiny_vit(), "linear", 2)
-    config = TrainConfig(optimizer="sgd", lr=0.5, momentum=0.9, weight_decay=0.1)
+    config = classification(optimizer="sgd", lr=0.5, momentum=0.9, weight_decay=0.1)
     optimizer = optim.build_optimizer(model, config)
     weight, bias = model.head.weight, model.head.bias
     w0, b0 = weight.detach().clone(), bias.detach().clone()

@@ -10,6 +10,7 @@ import torch
 
 import vptune
 from vptune.engine.config import TrainConfig
+from vptune.engine.distributed import Dist, sync_batch_norm
 from vptune.engine.optim import apply_schedule, build_optimizer, lr_at, parameter_groups
 from vptune.engine.segloss import pixel_cross_entropy, segmentation_loss
 from vptune.errors import VptuneError
@@ -108,3 +109,32 @@ def test_pixel_loss_resizes_logits_to_the_labels():
     labels = torch.randint(0, 3, (1, 8, 8))
     resized = torch.nn.functional.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False)
     assert torch.equal(pixel_cross_entropy(logits, labels), pixel_cross_entropy(resized, labels))
+
+
+def test_segmentation_recipe_fills_only_unset_fields():
+    config = TrainConfig(data="d", task="t")
+    config.fill_recipe(segmentation=True)
+    assert (config.optimizer, config.lr, config.momentum, config.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
+    assert (config.warmup_epochs, config.schedule, config.poly_power) == (0.0, "poly", 0.9)
+    assert (config.min_lr, config.head_lr_multiplier) == (pytest.approx(1e-4), 10.0)
+    given = TrainConfig(data="d", task="t", optimizer="adamw", lr=0.02, warmup_epochs=2, head_lr_multiplier=1.0)
+    given.fill_recipe(segmentation=True)
+    assert (given.optimizer, given.lr, given.warmup_epochs, given.head_lr_multiplier) == ("adamw", 0.02, 2, 1.0)
+    assert (given.schedule, given.weight_decay, given.min_lr) == ("poly", 0.0, pytest.approx(0.002))
+    classification = TrainConfig(data="d", task="t")
+    classification.fill_recipe(segmentation=False)
+    assert (classification.optimizer, classification.lr, classification.weight_decay) == ("adamw", 5e-3, 1e-4)
+    assert (classification.warmup_epochs, classification.schedule, classification.min_lr) == (1.0, "cosine", 0.0)
+    assert classification.head_lr_multiplier == 1.0
+
+
+def test_setr_batch_norm_syncs_only_across_cuda_ranks():
+    model = seg_model()
+    before = dict(model.head.named_parameters())
+    two_ranks = Dist(rank=0, world_size=2)
+    assert sync_batch_norm(model.head, two_ranks, torch.device("cpu")) is model.head
+    assert sync_batch_norm(model.head, Dist(), torch.device("cuda")) is model.head
+    synced = sync_batch_norm(model.head, two_ranks, torch.device("cuda"))
+    norms = [m for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    assert all(p is before[name] for name, p in synced.named_parameters())

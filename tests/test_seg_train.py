@@ -136,6 +136,9 @@ def test_train_selects_by_val_miou(seg_run):
     assert summary["selected_by"] == "val mIoU" and 0.0 <= summary["val_mIoU"] <= 1.0
     config = run_config(run_dir)
     assert (config.protocol, config.head, config.head_options["channels"]) == ("seg-folders", "setr-naive", 8)
+    # --lr given; the rest of the optimizer and schedule is the segmentation recipe.
+    assert (config.optimizer, config.lr, config.weight_decay, config.warmup_epochs) == ("sgd", 0.01, 0.0, 0.0)
+    assert (config.schedule, config.min_lr, config.head_lr_multiplier) == ("poly", 0.001, 10.0)
 
 
 def test_training_repeats_exactly_for_a_seed(seg_run, scenes_root, tmp_path):

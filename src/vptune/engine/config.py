@@ -14,6 +14,16 @@ from ..errors import VptuneError
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly")
 PRECISIONS = ("fp32", "bf16")
+# Optimizer and schedule defaults per task type, used for the fields a run leaves unset.
+# Classification: the runs in docs/results.md. Segmentation: SETR's ADE20K configs in
+# mmsegmentation (SGD, momentum 0.9, lr 1e-3, no weight decay, decoders at 10x, PolyLR power
+# 0.9 to eta_min 1e-4 without warm-up); min_lr is then lr / 10.
+RECIPES: dict[str, dict[str, Any]] = {
+    "classification": dict(optimizer="adamw", lr=5e-3, weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine",
+                           head_lr_multiplier=1.0),
+    "segmentation": dict(optimizer="sgd", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, schedule="poly",
+                         head_lr_multiplier=10.0),
+}
 
 
 @dataclass
@@ -38,17 +48,19 @@ class TrainConfig:
     img_size: int | None = None
     epochs: int = 10
     batch_size: int = 32
-    optimizer: str = "adamw"
-    lr: float = 5e-3
+    # None: the task type's recipe (RECIPES), filled in by `fill_recipe` once the data is known.
+    optimizer: str | None = None
+    lr: float | None = None
     scale_lr: bool = False
-    weight_decay: float = 1e-4
+    weight_decay: float | None = None
     decay_tuned_tokens: bool = False
     momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    schedule: str = "cosine"
+    warmup_epochs: float | None = None
+    schedule: str | None = None
     poly_power: float = 0.9
-    min_lr: float = 0.0
-    head_lr_multiplier: float = 1.0
+    # None: 0 for classification; lr / 10 for segmentation (1e-4 at SETR's lr 1e-3, its PolyLR eta_min).
+    min_lr: float | None = None
+    head_lr_multiplier: float | None = None
     grad_clip: float | None = None
     precision: str = "fp32"
     grad_checkpointing: bool = False
@@ -61,23 +73,32 @@ class TrainConfig:
     quiet: bool = False
 
     def validate(self) -> None:
-        """Raise VptuneError for values no run can use."""
+        """Raise VptuneError for values no run can use (recipe fields left None are checked once filled)."""
         if not self.data or not self.task:
             raise VptuneError("a run needs --data ROOT and --task NAME")
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
+        if self.schedule is not None and self.schedule not in SCHEDULES:
             raise VptuneError(f"schedule '{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
-        if self.poly_power <= 0 or self.min_lr < 0 or self.head_lr_multiplier <= 0:
+        if self.poly_power <= 0 or _below(self.min_lr, 0) or _below(self.head_lr_multiplier, 0, strict=True):
             raise VptuneError("--poly-power and --head-lr-multiplier must be > 0 and --min-lr >= 0")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         for name, value in positive.items():
-            if value <= 0:
+            if _below(value, 0, strict=True):
                 raise VptuneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
+        if _below(self.weight_decay, 0) or _below(self.warmup_epochs, 0):
             raise VptuneError("--weight-decay and --warmup-epochs must be >= 0")
+
+    def fill_recipe(self, segmentation: bool) -> None:
+        """Fill the recipe fields left None with the task type's values from RECIPES."""
+        recipe = RECIPES["segmentation" if segmentation else "classification"]
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.min_lr is None:
+            self.min_lr = self.lr / 10 if segmentation else 0.0
         if self.img_size is not None and self.img_size <= 0:
             raise VptuneError(f"--img-size must be > 0, got {self.img_size}")
 
@@ -92,6 +113,11 @@ class TrainConfig:
         if unknown:
             raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def _below(value: float | None, bound: float, *, strict: bool = False) -> bool:
+    """Whether a set value is below `bound` (or at it, with `strict`); None is not."""
+    return value is not None and (value <= bound if strict else value < bound)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -71,3 +71,15 @@ def sum_over_ranks(values: list[float], ctx: Dist) -> list[float]:
 def _collective_device() -> torch.device:
     # NCCL reduces only CUDA tensors; gloo only CPU ones.
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def sync_batch_norm(module: torch.nn.Module, ctx: Dist, device: torch.device) -> torch.nn.Module:
+    """`module` with its BatchNorm layers as SyncBatchNorm when several ranks train on CUDA.
+
+    Batch statistics then span the global batch, as mmsegmentation trains SETR's decoders.
+    The parameters and buffers are the same tensors. Elsewhere `module` comes back unchanged:
+    torch's SyncBatchNorm runs only on GPUs, so CPU ranks (gloo) normalise their own batches.
+    """
+    if not (ctx.enabled and device.type == "cuda"):
+        return module
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)

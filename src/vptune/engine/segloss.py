@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .segmetrics import IGNORE_INDEX
+from ..data import IGNORE_INDEX
 
 
 def pixel_cross_entropy(

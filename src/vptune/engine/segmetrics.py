@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data import IGNORE_INDEX
 from ..errors import VptuneError
-
-IGNORE_INDEX = 255
 
 
 def intersect_and_union(

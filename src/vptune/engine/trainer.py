@@ -19,7 +19,7 @@ from ..errors import TrainingError, VptuneError
 from ..persistence import save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig, read_yaml, write_yaml
-from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks
+from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks, sync_batch_norm
 from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
@@ -66,6 +66,8 @@ class _Run:
             raise VptuneError(f"protocol '{config.protocol}' does not fit the {fmt} layout of task '{config.task}'; "
                               "leave --protocol unset")
         config.head = config.head or ("setr-pup" if self.segmentation else "linear")
+        config.fill_recipe(self.segmentation)
+        config.validate()
         # The validation number that picks the kept epoch.
         self.metric = "mIoU" if self.segmentation else "top1"
         torch.manual_seed(config.seed)  # random-init backbones are rebuilt from this seed
@@ -94,6 +96,7 @@ class _Run:
             raise VptuneError(f"split '{config.eval_split}' has classes that '{config.train_split}' lacks")
         splits = [ds for ds in (self.train_set, self.eval_set) if ds is not None]
         self.skipped_images = {ds.split.split: len(ds.skipped) for ds in splits}
+        self.model.head = sync_batch_norm(self.model.head, ctx, device)
         self.optimizer = build_optimizer(self.model, config)
         # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
         self.steps_per_epoch = len(self._loader(self.train_set, 0, shuffle=True))
