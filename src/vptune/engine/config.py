@@ -28,7 +28,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's result. lr and epochs follow the runs in docs/results.md."""
+    """Everything that decides a run's result; optimizer and schedule fields left None take RECIPES' values."""
 
     data: str = ""
     task: str = ""
