@@ -1,0 +1,1 @@
+"""Serving: one backbone answering many tasks, and the HTTP service around it."""
