@@ -46,7 +46,7 @@ def make_task_file(backbone: Path, path: Path, method: str, classes: int, seed: 
         class_names=[f"{path.stem}-class{i}" for i in range(classes)], **options,
     )
     with torch.no_grad():  # a head far from zero, so every task ranks classes its own way
-        model.head.weight.normal_(0, 1)
+        model.head.weight.normal_(0, 0.2)
         model.head.bias.normal_(0, 1)
         if getattr(model, "prompt", None) is not None:
             model.prompt.embeddings.normal_(0, 1)

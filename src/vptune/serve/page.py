@@ -14,7 +14,7 @@ PAGE = """<!doctype html>
  .task { border: 1px solid #ccc; border-radius: 6px; padding: .8rem 1rem; margin: .8rem 0; }
  .task h2 { font-size: 1.05rem; margin: 0 0 .3rem; }
  .meta { color: #666; font-size: .85rem; }
- .drop { border: 2px dashed #aaa; border-radius: 6px; padding: .8rem; margin-top: .5rem; text-align: center; }
+ .drop { display: block; cursor: pointer; border: 2px dashed #aaa; border-radius: 6px; padding: .8rem; margin-top: .5rem; text-align: center; }
  .drop.over { border-color: #06c; background: #eef5ff; }
  .row { display: flex; align-items: center; gap: .5rem; margin: .2rem 0; }
  .label { width: 12rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }

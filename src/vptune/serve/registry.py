@@ -83,9 +83,9 @@ class TaskRegistry:
     def _run(self, watch_seconds: float) -> None:
         try:
             self._multitask = self._make_multitask(self.backbone, self.device)
-        except VptuneError as err:
-            self.load_error = str(err)
-            log.error("cannot load backbone: %s", err)
+        except Exception as err:  # any failure here leaves the service up, answering 503 with the reason
+            self.load_error = f"cannot load the backbone: {err}"
+            log.error(self.load_error)
             return
         self._backbone_loaded = self.backbone is not None
         self.sync()
