@@ -3,5 +3,6 @@
 from ._version import __version__
 from .api import create
 from .persistence import load, save
+from .serve import MultiTask, Predictor
 
-__all__ = ["__version__", "create", "load", "save"]
+__all__ = ["MultiTask", "Predictor", "__version__", "create", "load", "save"]

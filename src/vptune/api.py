@@ -25,13 +25,16 @@ def create(
     allow_keys: tuple[str, ...] = (),
     class_names: list[str] | None = None,
     backbone_id: str | None = None,
+    backbone_fingerprint: str | None = None,
     **method_options: Any,
 ) -> TunedModel:
     """Wrap a pretrained backbone with a tuning method and a `num_classes` head.
 
     `backbone` is `dinov2-s14-imgfocus`, a timm model name, a checkpoint path (with `arch`),
-    or an already built timm model (recorded as `backbone_id`). Method options are keyword
-    arguments, e.g. `num_prompts=50`. Raises BackboneError or MethodError.
+    or an already built timm model (recorded as `backbone_id`; `backbone_fingerprint` may pass
+    its known weights fingerprint). Method options are keyword arguments, e.g. `num_prompts=50`.
+    The model prepares images as the VTAB protocol does until `set_input_spec` says otherwise.
+    Raises BackboneError or MethodError.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise MethodError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
@@ -48,7 +51,8 @@ def create(
             backbone, pretrained=pretrained, img_size=img_size, arch=arch, allow_keys=allow_keys
         )
     model = TunedModel(
-        backbone, ref, num_classes, method=method, options={}, class_names=class_names
+        backbone, ref, num_classes, method=method, options={}, class_names=class_names,
+        backbone_fingerprint=backbone_fingerprint,
     )
     tuning.attach(model, options)
     # JSON-shaped (tuples become lists) so the options round-trip through files unchanged.

@@ -23,3 +23,7 @@ class DataError(VptuneError):
 
 class TrainingError(VptuneError):
     """Training cannot go on (non-finite loss, bad configuration)."""
+
+
+class TaskFileError(VptuneError):
+    """A task cannot join a multi-task model (corrupt file, other backbone) or is not in it."""

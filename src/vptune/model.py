@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneRef, fingerprint
+from .data.transforms import ImageTransform, InputSpec, input_spec
 from .prompts import prompted_features
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
@@ -20,7 +21,8 @@ class TunedModel(nn.Module):
     `backbone` is the timm model (frozen, kept in eval mode unless the method trains it),
     `prompt` the method's prompt module (or None), `side` a module that blends the image into
     the features (or None) and `head` the classifier. A method decides which tensors train;
-    `tuned_state_dict()` is what a per-task file stores.
+    `tuned_state_dict()` is what a per-task file stores. `backbone_fingerprint` may pass the
+    backbone's known fingerprint (see backbones.fingerprint) to skip hashing its weights again.
     """
 
     def __init__(
@@ -32,10 +34,11 @@ class TunedModel(nn.Module):
         method: str,
         options: dict[str, Any],
         class_names: list[str] | None = None,
+        backbone_fingerprint: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.backbone_fingerprint = fingerprint(backbone)
+        self.backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
         self.register_module("prompt", None)
         self.register_module("side", None)
         self.head: nn.Module = nn.Linear(backbone.num_features, num_classes)
@@ -51,6 +54,8 @@ class TunedModel(nn.Module):
             "options": options,
             "num_classes": num_classes,
             "class_names": class_names or [str(i) for i in range(num_classes)],
+            # The protocol's preparation; training records its own run's (set_input_spec).
+            "input": input_spec(backbone, "vtab").to_dict(),
         }
 
     @property
@@ -60,6 +65,19 @@ class TunedModel(nn.Module):
     @property
     def class_names(self) -> list[str]:
         return self.config["class_names"]
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """How images are prepared for this model (the protocol it was trained and evaluated with)."""
+        return InputSpec.from_dict(self.config["input"])
+
+    def set_input_spec(self, spec: InputSpec) -> None:
+        """Record the input pipeline a per-task file of this model carries."""
+        self.config["input"] = spec.to_dict()
+
+    def input_transform(self) -> ImageTransform:
+        """The evaluation transform of `input_spec`: RGB PIL image or uint8 CHW tensor -> model input."""
+        return self.input_spec.transform(train=False)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Pre-head features `(B, num_features)`."""

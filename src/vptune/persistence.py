@@ -14,6 +14,7 @@ from torch import nn
 
 from ._version import __version__
 from .backbones import build_backbone, fingerprint
+from .data.transforms import InputSpec
 from .errors import CheckpointMismatchError, VptuneError
 from .model import TunedModel
 
@@ -65,12 +66,14 @@ def load(
     backbone: str | nn.Module | None = None,
     *,
     map_location: str | torch.device = "cpu",
+    backbone_fingerprint: str | None = None,
 ) -> TunedModel:
-    """Rebuild the model saved at `path`.
+    """Rebuild the model saved at `path`, with the input pipeline it recorded (`model.input_spec`).
 
     `backbone` defaults to the recorded backbone id; pass an id or a built timm model to use
-    another copy of the same weights. A backbone whose weights differ from the ones the file
-    was trained on raises CheckpointMismatchError.
+    another copy of the same weights (`backbone_fingerprint`: its fingerprint, when already
+    known). A backbone whose weights differ from the ones the file was trained on raises
+    CheckpointMismatchError. Files without a recorded input pipeline prepare images as VTAB.
     """
     from .api import create
 
@@ -82,7 +85,8 @@ def load(
             img_size=description["img_size"],
             arch=description["arch"] if backbone is None else None,
         )
-    _check_same_backbone(path, description, fingerprint(backbone))
+    backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
+    _check_same_backbone(path, description, backbone_fingerprint)
     model = create(
         backbone,
         description["method"],
@@ -91,8 +95,11 @@ def load(
         img_size=description["img_size"],
         class_names=description["class_names"],
         backbone_id=description["backbone"],
+        backbone_fingerprint=backbone_fingerprint,
         **description["options"],
     )
+    if "input" in description:
+        model.set_input_spec(InputSpec.from_dict(description["input"]))
     tensors = load_file(str(path), device=str(map_location))
     expected = model.tuned_state_dict().keys()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))

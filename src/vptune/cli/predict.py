@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from ..data import build_transform, load_rgb
+from ..data import input_spec
 from ..engine.evaluate import load_run_model, pick_device, run_config
-from ..engine.loaders import input_spec
 from ..errors import DataError, VptuneError
-from ..persistence import load
+from ..serve import Predictor
 
 
 def register(subparsers) -> None:
@@ -29,21 +26,16 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.model)
     if source.is_dir():
         config = run_config(source)
-        model, protocol = load_run_model(source, config), config.protocol
+        model = load_run_model(source, config)
+        # The run's own protocol, also for files written before they recorded it.
+        model.set_input_spec(input_spec(model.backbone, config.protocol))
     else:
-        model, protocol = load(source), "vtab"
-    device = pick_device(args.device)
-    model = model.to(device).eval()
-    spec = input_spec(model.backbone, protocol)
-    transform = build_transform(spec.protocol, spec.img_size, spec.mean, spec.std, train=False)
-    k = min(args.top_k, model.num_classes)
+        model = source  # the file records its own input pipeline
+    predictor = Predictor(model, device=pick_device(args.device))
     for image_path in args.images:
         path = Path(image_path)
         if not path.is_file():
             raise DataError(f"image '{path}' does not exist")
-        with torch.no_grad():
-            probs = model(transform(load_rgb(path)).unsqueeze(0).to(device)).softmax(dim=1)[0].cpu()
-        top = probs.topk(k)
-        ranked = ", ".join(f"{model.class_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        ranked = ", ".join(f"{p.label} {p.score:.3f}" for p in predictor.predict([path], top_k=args.top_k)[0])
         print(f"{path}: {ranked}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from PIL import Image
@@ -99,8 +99,8 @@ class ImageDataset(Dataset):
         return True
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Decode an image file fully, as RGB.
+def load_rgb(path: Path | BinaryIO) -> Image.Image:
+    """Decode an image file (a path or an open binary file) fully, as RGB.
 
     Raises:
         DataError: the file is missing, truncated or not an image.

@@ -13,14 +13,73 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import timm.data
 import torch
 from PIL import Image
+from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from vptune.errors import DataError
 
 PROTOCOLS = ("vtab", "fgvc", "folders")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images are turned into model inputs: the protocol's resize rule, size and normalisation."""
+
+    protocol: str
+    img_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything that reproduces evaluation-time preparation, as a per-task file records it."""
+        return {
+            "protocol": self.protocol,
+            "img_size": self.img_size,
+            **eval_resize(self.protocol, self.img_size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, recorded: dict[str, Any]) -> "InputSpec":
+        """The spec a per-task file recorded; DataError when this version cannot reproduce it."""
+        try:
+            spec = cls(recorded["protocol"], int(recorded["img_size"]), tuple(recorded["mean"]), tuple(recorded["std"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"recorded input pipeline {recorded!r} lacks protocol, img_size, mean or std") from err
+        if spec.protocol not in PROTOCOLS or spec.to_dict() != recorded:
+            raise DataError(
+                f"recorded input pipeline {recorded!r} is not one this vptune version prepares "
+                f"(protocols: {', '.join(PROTOCOLS)}); upgrade vptune"
+            )
+        return spec
+
+    def transform(self, train: bool = False) -> "ImageTransform":
+        """The protocol's transform (evaluation unless `train`); see `build_transform`."""
+        return build_transform(self.protocol, self.img_size, self.mean, self.std, train=train)
+
+
+def input_spec(backbone: nn.Module, protocol: str) -> InputSpec:
+    """Image size from the backbone, normalisation from its own pretrained config."""
+    config = timm.data.resolve_model_data_config(backbone)
+    patch_embed = getattr(backbone, "patch_embed", None)
+    size = patch_embed.img_size[0] if patch_embed is not None and patch_embed.img_size else config["input_size"][-1]
+    return InputSpec(protocol, int(size), tuple(float(m) for m in config["mean"]),
+                     tuple(float(s) for s in config["std"]))
+
+
+def eval_resize(protocol: str, img_size: int) -> dict[str, Any]:
+    """The evaluation-time resize of a protocol: `resize` (a [h, w] square or a short-side length),
+    `crop` (centre crop size or None), `interpolation` and `antialias`."""
+    if protocol == "vtab":
+        # antialias=False reproduces tf.image.resize, which the VTAB pipeline used.
+        return {"resize": [img_size, img_size], "crop": None, "interpolation": "bilinear", "antialias": False}
+    # Antialiased, like the PIL Resize in the authors' torchvision pipeline.
+    return {"resize": img_size * 256 // 224, "crop": img_size, "interpolation": "bilinear", "antialias": True}
 
 
 @dataclass(frozen=True)
@@ -37,7 +96,7 @@ class ImageTransform:
 def build_transform(
     protocol: str, img_size: int, mean: Sequence[float], std: Sequence[float], train: bool
 ) -> ImageTransform:
-    """Transform of a protocol: 'vtab', 'fgvc' or 'folders' (same as 'fgvc').
+    """Transform of a protocol: 'vtab', 'fgvc' or 'folders' (same as 'fgvc'), on RGB PIL images or uint8 CHW tensors.
 
     vtab: bilinear resize to exactly `img_size` square, no augmentation, as
     the VPT authors' `tf.image.resize` (no antialiasing). fgvc: resize the
@@ -55,23 +114,18 @@ def build_transform(
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise DataError(f"mean={list(mean)} / std={list(std)} must be 3 values each (RGB) with std > 0")
     normalise = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
-    if protocol == "vtab":
-        return ImageTransform(partial(_resize_square, size=img_size), normalise)
-    short_side = img_size * 256 // 224
-    if train:
+    rule = eval_resize(protocol, img_size)
+    size = rule["resize"] if isinstance(rule["resize"], list) else [rule["resize"]]
+    if protocol != "vtab" and train:
         augment = v2.Compose([v2.RandomCrop(img_size), v2.RandomHorizontalFlip(0.5), normalise])
-        return ImageTransform(partial(_resize_short_side, size=short_side, crop=None), augment)
-    return ImageTransform(partial(_resize_short_side, size=short_side, crop=img_size), normalise)
+        return ImageTransform(partial(_resize, size=size, antialias=rule["antialias"], crop=None), augment)
+    return ImageTransform(partial(_resize, size=size, antialias=rule["antialias"], crop=rule["crop"]), normalise)
 
 
-# Module-level functions bound with functools.partial (not closures) keep the
+# A module-level function bound with functools.partial (not a closure) keeps the
 # transform picklable for DataLoader workers started with "spawn".
-def _resize_square(image: Image.Image, size: int) -> torch.Tensor:
-    # antialias=False reproduces tf.image.resize, which the VTAB pipeline used.
-    return F.resize(F.pil_to_tensor(image), [size, size], antialias=False)
-
-
-def _resize_short_side(image: Image.Image, size: int, crop: int | None) -> torch.Tensor:
-    # Antialiased, like the PIL Resize in the authors' torchvision pipeline.
-    tensor = F.resize(F.pil_to_tensor(image), [size], antialias=True)
+def _resize(image: Image.Image | torch.Tensor, size: list[int], antialias: bool, crop: int | None) -> torch.Tensor:
+    # An RGB PIL image or a uint8 CHW tensor (bilinear, F.resize's default).
+    tensor = image if isinstance(image, torch.Tensor) else F.pil_to_tensor(image)
+    tensor = F.resize(tensor, size, antialias=antialias)
     return F.center_crop(tensor, [crop, crop]) if crop else tensor

@@ -16,7 +16,8 @@ from ..model import TunedModel
 from ..persistence import load
 from .config import TrainConfig, read_yaml
 from .distributed import Dist, gather_tensors, init_distributed
-from .loaders import build_dataset, build_loader, input_spec
+from ..data import input_spec
+from .loaders import build_dataset, build_loader
 from .metrics import classification_metrics
 from .runinfo import progress
 

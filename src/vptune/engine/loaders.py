@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import timm.data
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
-from ..data import ImageDataset, build_transform, load_split
+from ..data import ImageDataset, InputSpec, load_split
 from ..data.formats import detect_format, resolve_task_dir
 from .distributed import Dist
 
 DEFAULT_SPLITS = {"vtab": ("train800", "val200"), "fgvc": ("train", "val"), "folders": ("train", "val")}
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How images are turned into model inputs for one run."""
-
-    protocol: str
-    img_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
 
 def task_format(data: str, task: str) -> str:
@@ -36,21 +22,12 @@ def default_splits(fmt: str) -> tuple[str, str]:
     return DEFAULT_SPLITS[fmt]
 
 
-def input_spec(backbone: nn.Module, protocol: str) -> InputSpec:
-    """Image size from the backbone, normalisation from its own pretrained config."""
-    config = timm.data.resolve_model_data_config(backbone)
-    patch_embed = getattr(backbone, "patch_embed", None)
-    size = patch_embed.img_size[0] if patch_embed is not None and patch_embed.img_size else config["input_size"][-1]
-    return InputSpec(protocol, int(size), tuple(config["mean"]), tuple(config["std"]))
-
-
 def build_dataset(
     data: str, task: str, split: str, spec: InputSpec, *, train: bool, seed: int, skip_bad_images: bool
 ) -> ImageDataset:
     """The images of one split, transformed for the model; decoded images are cached."""
     task_split = load_split(data, task, split, seed=seed)
-    transform = build_transform(spec.protocol, spec.img_size, spec.mean, spec.std, train=train)
-    return ImageDataset(task_split, transform, cache_images=True, skip_bad_images=skip_bad_images)
+    return ImageDataset(task_split, spec.transform(train=train), cache_images=True, skip_bad_images=skip_bad_images)
 
 
 def build_loader(

@@ -23,7 +23,8 @@ from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks
 from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
-from .loaders import build_dataset, build_loader, default_splits, input_spec, task_format
+from ..data import input_spec
+from .loaders import build_dataset, build_loader, default_splits, task_format
 from .optim import build_optimizer, effective_lr, lr_at, set_lr
 from .runinfo import MetricsLog, environment, progress, write_json
 
@@ -66,6 +67,7 @@ class _Run:
         if config.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
         self.spec = input_spec(self.model.backbone, config.protocol)
+        self.model.set_input_spec(self.spec)  # so the per-task file predicts as evaluation prepared
         config.img_size = self.spec.img_size
         config.method_options = self.model.config["options"]
         self.train_set = self._dataset(config.train_split, train=True, spec=self.spec)

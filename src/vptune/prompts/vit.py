@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +80,33 @@ class VitPrompt(nn.Module):
             tokens = self.proj(self.embeddings[index])
         return self.dropout(tokens.unsqueeze(0).expand(batch, -1, -1))
 
+    def patch_tokens(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        """Patch tokens of the image (with the learnable channel for `concat-channel`)."""
+        return self.channel_tokens(images, backbone) if self.location == "concat-channel" else backbone.patch_embed(images)
+
+    def enter_block(
+        self, index: int, x: torch.Tensor, backbone: nn.Module, *, final: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The sequence entering block `index`, the tokens that give it keys and values only, and
+        a key mask (always None: one task has no padded slots).
+
+        `final`: block `index` computes only [CLS], so no prompt output of it is read.
+        """
+        if not self.first_block <= index <= self.last_block:
+            return x, None, None
+        tokens = self.block_tokens(index - self.first_block, x.shape[0], backbone)
+        prefix = backbone.num_prefix_tokens
+        if self.location == "add":
+            return torch.cat([x[:, :prefix], x[:, prefix:] + tokens], dim=1), None, None
+        if self.location == "concat-channel":
+            return x, None, None
+        if index < self.last_block or final:
+            # The next block replaces these prompts' outputs (or the head reads only [CLS]):
+            # they only give keys and values.
+            return x, tokens, None
+        # The last prompted block's outputs travel on like shallow prompts.
+        return torch.cat([x[:, :prefix], tokens, x[:, prefix:]], dim=1), None, None
+
     def channel_tokens(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
         """Patch tokens of the image with the learnable channel concatenated.
 
@@ -90,6 +118,19 @@ class VitPrompt(nn.Module):
         channel = self.embeddings.unsqueeze(0).expand(images.shape[0], -1, -1, -1)
         x = patch_embed.proj(images) + F.conv2d(channel, weight, stride=patch_embed.proj.stride)
         return patch_embed.norm(x.flatten(2).transpose(1, 2))
+
+
+class BlockPrompts(Protocol):
+    """What the prompted forward asks of prompts: `VitPrompt`, or per-sample prompts of several tasks."""
+
+    @property
+    def num_prompts(self) -> int: ...
+
+    def patch_tokens(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor: ...
+
+    def enter_block(
+        self, index: int, x: torch.Tensor, backbone: nn.Module, *, final: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
 
 
 def is_vit(backbone: nn.Module) -> bool:
@@ -116,50 +157,39 @@ def stem_tokens(backbone: nn.Module, patch_tokens: torch.Tensor) -> torch.Tensor
 def vit_tokens(
     backbone: nn.Module,
     images: torch.Tensor,
-    prompt: VitPrompt | None,
+    prompt: BlockPrompts | None,
     *,
     cls_only: bool = False,
     checkpoint: bool = False,
 ) -> torch.Tensor:
     """Final-norm tokens `[prefix, prompts, patches]` of the prompted backbone.
 
+    `prompt` is one task's `VitPrompt`, or per-sample prompts of several tasks
+    (prompts/vit_samples.py), which also mask padded prompt slots out of attention.
+
     Rows nobody reads are not computed: prompt outputs that the next block replaces,
     and with `cls_only` every row of the last block but [CLS] (then the result is
     `(B, 1, C)`). `checkpoint` recomputes each block in the backward pass to save memory.
     """
-    if prompt is not None and prompt.location == "concat-channel":
-        x = prompt.channel_tokens(images, backbone)
-    else:
-        x = backbone.patch_embed(images)
-    x = stem_tokens(backbone, x)
+    x = stem_tokens(backbone, prompt.patch_tokens(images, backbone) if prompt is not None else backbone.patch_embed(images))
     prefix = backbone.num_prefix_tokens
     last = len(backbone.blocks) - 1
     for index, block in enumerate(backbone.blocks):
-        kv_tokens = None
-        if prompt is not None and prompt.first_block <= index <= prompt.last_block:
-            tokens = prompt.block_tokens(index - prompt.first_block, x.shape[0], backbone)
-            if prompt.location == "add":
-                x = torch.cat([x[:, :prefix], x[:, prefix:] + tokens], dim=1)
-            elif prompt.location != "concat-channel":
-                if index < prompt.last_block or (cls_only and index == last):
-                    # The next block replaces these prompts' outputs (or the head reads only
-                    # [CLS]): they only give keys and values.
-                    kv_tokens = tokens
-                else:
-                    # The last prompted block's outputs travel on like shallow prompts.
-                    x = torch.cat([x[:, :prefix], tokens, x[:, prefix:]], dim=1)
+        kv_tokens = key_mask = None
+        if prompt is not None:
+            x, kv_tokens, key_mask = prompt.enter_block(index, x, backbone, final=cls_only and index == last)
         rows = slice(0, 1) if cls_only and index == last else slice(None)
         if checkpoint and torch.is_grad_enabled():
             x = torch.utils.checkpoint.checkpoint(
-                block_forward_rows, block, x, rows, kv_tokens, prefix, use_reentrant=False
+                block_forward_rows, block, x, rows, kv_tokens, prefix, key_mask, use_reentrant=False
             )
         else:
-            x = block_forward_rows(block, x, rows, kv_tokens, prefix)
+            x = block_forward_rows(block, x, rows, kv_tokens, prefix, key_mask)
     return backbone.norm(x)
 
 
 def vit_features(
-    backbone: nn.Module, images: torch.Tensor, prompt: VitPrompt | None, output: str, *, checkpoint: bool = False
+    backbone: nn.Module, images: torch.Tensor, prompt: BlockPrompts | None, output: str, *, checkpoint: bool = False
 ) -> torch.Tensor:
     """Pre-head features `(B, num_features)` of the prompted backbone (see `pool_tokens`)."""
     if reads_only_cls(backbone, output):

@@ -31,21 +31,26 @@ def block_forward_rows(
     rows: slice = slice(None),
     kv_tokens: torch.Tensor | None = None,
     kv_at: int = 0,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Outputs of `block` for the tokens `x[:, rows]`.
 
     Attention runs over all of `x` with `kv_tokens` (B, P, C) inserted before position
     `kv_at`, as if the block saw `[x[:, :kv_at], kv_tokens, x[:, kv_at:]]`; the outputs
-    of the inserted tokens and of rows outside `rows` are not computed. Blocks that
-    `handles_rows` refuses run whole on that sequence and are sliced.
+    of the inserted tokens and of rows outside `rows` are not computed. `key_mask`
+    (B, L + P) bool, over `[x, kv_tokens]`, hides the False tokens from every query
+    (padded prompt slots of a multi-task batch). Blocks that `handles_rows` refuses run
+    whole on that sequence and are sliced.
     """
     if not handles_rows(block):
         if kv_tokens is not None:
             x = torch.cat([x[:, :kv_at], kv_tokens, x[:, kv_at:]], dim=1)
-            out = block(x)
+            if key_mask is not None:
+                length = key_mask.shape[1] - kv_tokens.shape[1]
+                key_mask = torch.cat([key_mask[:, :kv_at], key_mask[:, length:], key_mask[:, kv_at:length]], dim=1)
+        out = block(x) if key_mask is None else block(x, attn_mask=key_mask[:, None, None, :])
+        if kv_tokens is not None:
             out = torch.cat([out[:, :kv_at], out[:, kv_at + kv_tokens.shape[1]:]], dim=1)
-        else:
-            out = block(x)
         return out[:, rows]
 
     attn = block.attn
@@ -69,7 +74,7 @@ def block_forward_rows(
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
 
-    out = attention(q, k, v, attn.scale)
+    out = attention(q, k, v, attn.scale, None if key_mask is None else key_mask[:, None, None, :])
     out = attn.norm(out.transpose(1, 2).reshape(batch, num_queries, width))
     gate = getattr(attn, "gate", None)
     if gate is not None:
@@ -79,13 +84,15 @@ def block_forward_rows(
     return y + block.ls2(block.mlp(block.norm2(y)))
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """`scaled_dot_product_attention`; under bf16 autocast on a CPU it runs in fp32.
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`scaled_dot_product_attention` (`mask`: its boolean `attn_mask`); under bf16 autocast on a CPU it runs in fp32.
 
     torch's CPU attention kernel is slower in bf16 than in fp32 (forward and backward
     measured in docs/performance.md), so there the casts pay for themselves.
     """
     if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=scale)
-    return F.scaled_dot_product_attention(q, k, v, scale=scale)
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)

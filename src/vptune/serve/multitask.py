@@ -1,0 +1,215 @@
+"""Many tasks on one frozen backbone: a batch mixes tasks, one backbone forward serves them all.
+
+Tasks that leave the backbone's weights alone and read its [CLS] pooling (linear, mlp-k,
+sidetune, vpt-shallow / vpt-deep with prepended prompts, any prompt count or block range)
+share one forward of the backbone: per-sample prompts at every prompted block, padded
+slots masked out of attention (prompts/vit_samples.py), then per-sample heads. The rest
+run as per-task sub-batches through the task's own model (see `TaskInfo.shared`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from ..backbones import build_backbone, fingerprint
+from ..errors import TaskFileError, VptuneError
+from ..model import TunedModel
+from ..persistence import load, read_description
+from ..prompts import backbone_family
+from ..prompts.vit import VitPrompt, reads_only_cls, vit_features
+from ..prompts.vit_fast import handles_rows
+from ..prompts.vit_samples import SamplePrompts
+from .images import ImageInput, Prediction, best_classes, prepare_image
+
+# What a broken file or a mismatched description raises while it is read and rebuilt.
+_LOAD_ERRORS = (VptuneError, SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A loaded task: its method, classes, per-task bytes, source file (None for a model
+    passed in) and whether it runs in the shared backbone forward (`shared`) or as its own
+    sub-batch."""
+
+    name: str
+    method: str
+    class_names: list[str]
+    bytes: int
+    file: str | None
+    shared: bool
+
+
+class MultiTask:
+    """Serve many per-task files of one backbone from a single frozen copy of it.
+
+    `backbone` is a built timm model, a backbone id (built at the first `add` with that
+    file's recorded image size), or None: the first file added brings its own. Tasks whose
+    file was made on other weights are refused with TaskFileError, as are corrupt files
+    and unknown task names; tasks already loaded keep working.
+    """
+
+    def __init__(self, backbone: str | nn.Module | None = None, *, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self._backbone_id = backbone if isinstance(backbone, str) else None
+        self.backbone: nn.Module | None = None
+        self.fingerprint: str | None = None
+        if isinstance(backbone, nn.Module):
+            self._set_backbone(backbone)
+        self._models: dict[str, TunedModel] = {}
+        self._tasks: dict[str, TaskInfo] = {}
+
+    @property
+    def tasks(self) -> dict[str, TaskInfo]:
+        """The loaded tasks by name, in the order they were added."""
+        return dict(self._tasks)
+
+    def add(self, name: str, path_or_model: str | os.PathLike | TunedModel) -> TaskInfo:
+        """Load a task under `name` (a per-task file or a `TunedModel`); TaskFileError when it cannot join."""
+        if name in self._tasks:
+            raise TaskFileError(f"task '{name}' is already loaded; remove('{name}') first to replace it")
+        if isinstance(path_or_model, TunedModel):
+            model, file, size = self._adopt(path_or_model), None, _tensor_bytes(path_or_model)
+        else:
+            file = str(path_or_model)
+            try:
+                model, size = self._load(Path(file)), os.path.getsize(file)
+            except TaskFileError:
+                raise
+            except _LOAD_ERRORS as exc:
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise TaskFileError(f"cannot add task '{name}' from '{file}': {reason}") from exc
+        self._models[name] = model.to(self.device).eval()
+        info = TaskInfo(name, model.config["method"], list(model.class_names), size, file, self._shares(model))
+        self._tasks[name] = info
+        return info
+
+    def remove(self, name: str) -> None:
+        """Unload task `name`; TaskFileError if there is none."""
+        self._require([name])
+        del self._models[name], self._tasks[name]
+
+    def prepare(self, image: ImageInput, task_name: str) -> torch.Tensor:
+        """The input `(3, H, W)` of one image, prepared as task `task_name`'s evaluation did."""
+        self._require([task_name])
+        return prepare_image(image, self._models[task_name].input_spec)
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor, task_names: Sequence[str]) -> list[torch.Tensor]:
+        """Logits of each prepared image `(B, 3, H, W)` for its task (`task_names[i]`), as a list of B vectors.
+
+        One backbone forward serves every shared task in the batch; other tasks run as
+        one sub-batch each.
+        """
+        if batch.dim() != 4 or batch.shape[0] != len(task_names):
+            raise VptuneError(
+                f"need one task name per image: a batch of shape {tuple(batch.shape)} and {len(task_names)} names"
+            )
+        self._require(task_names)
+        batch = batch.to(self.device)
+        samples: dict[str, list[int]] = {}
+        for i, name in enumerate(task_names):
+            samples.setdefault(name, []).append(i)
+        groups = {name: torch.tensor(rows, device=self.device) for name, rows in samples.items()}
+        out: list[torch.Tensor | None] = [None] * len(task_names)
+        shared = [name for name in groups if self._tasks[name].shared]
+        if shared:
+            self._shared_logits(batch, {name: groups[name] for name in shared}, out)
+        for name in groups:
+            if not self._tasks[name].shared:
+                _scatter(out, groups[name], self._models[name](batch[groups[name]]))
+        return out
+
+    def predict(
+        self, images: Sequence[ImageInput], task_names: Sequence[str], top_k: int = 5
+    ) -> list[list[Prediction]]:
+        """The `top_k` classes of each image for its task, best first, with softmax probabilities."""
+        if len(images) != len(task_names):
+            raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
+        batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
+        logits = self.logits(batch, task_names)
+        return [best_classes(row, self._models[name].class_names, top_k) for row, name in zip(logits, task_names)]
+
+    def _shared_logits(self, batch: torch.Tensor, groups: dict[str, torch.Tensor], out: list) -> None:
+        # The shared tasks' samples, in one batch; each group's rows are positions in it.
+        order = torch.cat(list(groups.values()))
+        images = batch[order]
+        local, start = {}, 0
+        for name, rows in groups.items():
+            local[name] = torch.arange(start, start + len(rows), device=self.device)
+            start += len(rows)
+        prompted = [(self._models[n].prompt, local[n]) for n in groups if self._models[n].prompt is not None]
+        prompts = None
+        if prompted:
+            cls_only = reads_only_cls(self.backbone, "cls")
+            prompts = SamplePrompts(prompted, len(order), len(self.backbone.blocks), cls_only=cls_only)
+        features = vit_features(self.backbone, images, prompts, "cls")
+        for name, rows in groups.items():
+            model, mine = self._models[name], features[local[name]]
+            if model.side is not None:
+                mine = model.side(images[local[name]], mine)
+            _scatter(out, rows, model.head(mine))
+
+    def _load(self, path: Path) -> TunedModel:
+        description = read_description(path)
+        backbone, weights = self.backbone, self.fingerprint
+        if backbone is None:
+            backbone, _ = build_backbone(
+                self._backbone_id or description["backbone"], pretrained=description["pretrained"],
+                img_size=description["img_size"], arch=None if self._backbone_id else description["arch"],
+            )
+            weights = fingerprint(backbone)
+        self._check_weights(f"'{path}'", description["backbone"], description["backbone_fingerprint"], weights)
+        with safe_open(str(path), framework="pt") as handle:
+            # A method that trains or injects backbone tensors gets its own copy of the backbone.
+            own = any(key.startswith("backbone.") for key in handle.keys())
+        model = load(path, copy.deepcopy(backbone) if own else backbone, backbone_fingerprint=weights)
+        if self.backbone is None:
+            self._set_backbone(backbone, weights)
+        return model
+
+    def _adopt(self, model: TunedModel) -> TunedModel:
+        if self.backbone is None:
+            self._set_backbone(model.backbone, model.backbone_fingerprint)
+        self._check_weights("the model", model.config["backbone"], model.backbone_fingerprint, self.fingerprint)
+        return model
+
+    def _set_backbone(self, backbone: nn.Module, weights: str | None = None) -> None:
+        self.backbone = backbone.to(self.device).eval()
+        self.fingerprint = weights or fingerprint(backbone)
+        # The shared forward needs ViT blocks it can compute row by row with a key mask.
+        self._vit = backbone_family(backbone) == "vit" and all(handles_rows(b) for b in backbone.blocks)
+
+    def _check_weights(self, what: str, backbone_id: str, theirs: str, ours: str) -> None:
+        if theirs != ours:
+            raise TaskFileError(
+                f"{what} was tuned on backbone '{backbone_id}' (weights {theirs}), but this MultiTask's backbone "
+                f"has weights {ours}; serve it with a MultiTask of its own backbone"
+            )
+
+    def _shares(self, model: TunedModel) -> bool:
+        changes_backbone = any(name.startswith("backbone.") for name in model.tuned_state_dict())
+        prompt_fits = model.prompt is None or (isinstance(model.prompt, VitPrompt) and model.prompt.location == "prepend")
+        return self._vit and not changes_backbone and model.output == "cls" and prompt_fits
+
+    def _require(self, names: Sequence[str]) -> None:
+        unknown = sorted(set(names) - set(self._tasks))
+        if unknown:
+            loaded = ", ".join(self._tasks) or "none"
+            raise TaskFileError(f"no task named {', '.join(map(repr, unknown))}; loaded tasks: {loaded}")
+
+
+def _scatter(out: list, rows: torch.Tensor, logits: torch.Tensor) -> None:
+    for row, vector in zip(rows.tolist(), logits.float()):
+        out[row] = vector
+
+
+def _tensor_bytes(model: TunedModel) -> int:
+    return sum(t.numel() * t.element_size() for t in model.tuned_state_dict().values())

@@ -1,0 +1,208 @@
+"""MultiTask: many per-task files on one frozen backbone equal each task's own model."""
+
+from __future__ import annotations
+
+import timm
+import pytest
+import torch
+from PIL import Image
+
+import vptune
+from vptune.backbones import fingerprint
+from vptune.data import input_spec
+from vptune.errors import TaskFileError, VptuneError
+
+from conftest import VARIANTS, tiny_vit
+
+TASKS = {
+    "deep3": ("vpt-deep", {"num_prompts": 3}),
+    "deep5-block2": ("vpt-deep", {"num_prompts": 5, "deep_blocks": (2, 2)}),
+    "deep1-blocks1-2": ("vpt-deep", {"num_prompts": 1, "deep_blocks": (1, 2)}),
+    "deep4-dim8-blocks2-3": ("vpt-deep", {"num_prompts": 4, "prompt_dim": 8, "deep_blocks": (2, 3)}),
+    "shallow2": ("vpt-shallow", {"num_prompts": 2}),
+    "shallow6": ("vpt-shallow", {"num_prompts": 6}),
+    "linear": ("linear", {}),
+    "mlp": ("mlp-2", {}),
+    "sidetune": ("sidetune", {"width": 4}),
+    # Per-task sub-batches: methods that change backbone weights, other locations and outputs.
+    "bias": ("bias", {}),
+    "lora": ("lora", {}),
+    "deep+bias": ("vpt-deep+bias", {"num_prompts": 2}),
+    "image-pool": ("vpt-deep", {"num_prompts": 2, "output": "image-pool"}),
+    "add": ("vpt-shallow", {"location": "add"}),
+}
+SUB_BATCHED = {"bias", "lora", "deep+bias", "image-pool", "add"}
+MIXES = {
+    "deep prompt lengths": ["deep3", "deep5-block2", "deep1-blocks1-2"],
+    "deep ranges and shallow": ["deep5-block2", "deep4-dim8-blocks2-3", "shallow2", "shallow6"],
+    "prompts and linear": ["deep3", "linear", "shallow2"],
+    "heads only": ["linear", "mlp", "sidetune"],
+    "sub-batches only": ["bias", "lora"],
+    "everything": list(TASKS),
+}
+BACKBONES = {name: VARIANTS[name] for name in ("plain", "dinov2-registers", "avg-pool")}
+
+
+def make_task(backbone: torch.nn.Module, name: str, path, seed: int):
+    """A per-task file of TASKS[name] with random (non-initial) tuned tensors."""
+    method, options = TASKS[name]
+    model = vptune.create(backbone, method, 3 + seed % 4, class_names=None, **options).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.trainable_parameters().values():
+            p.add_(0.2 * torch.randn(p.shape, generator=generator))
+    return vptune.save(model, path)
+
+
+@pytest.fixture(scope="module")
+def task_files(tmp_path_factory):
+    """Every TASKS file on every BACKBONES variant: {variant: {task: path}}."""
+    root = tmp_path_factory.mktemp("serve-tasks")
+    return {
+        variant: {name: make_task(tiny_vit(**overrides), name, root / f"{variant}-{name}.safetensors", seed)
+                  for seed, name in enumerate(TASKS)}
+        for variant, overrides in BACKBONES.items()
+    }
+
+
+def own_logits(path, variant: str, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return vptune.load(path, backbone=tiny_vit(**BACKBONES[variant])).eval()(images)
+
+
+@pytest.mark.parametrize("variant", sorted(BACKBONES))
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_mixed_batch_equals_each_tasks_own_model(task_files, variant, mix):
+    serving = vptune.MultiTask(tiny_vit(**BACKBONES[variant]))
+    for name in MIXES[mix]:
+        info = serving.add(name, task_files[variant][name])
+        assert info.shared == (name not in SUB_BATCHED)
+    names = [MIXES[mix][i % len(MIXES[mix])] for i in range(2 * len(MIXES[mix]) + 1)][::-1]
+    images = torch.randn(len(names), 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    logits = serving.logits(images, names)
+    for name in set(names):
+        rows = [i for i, n in enumerate(names) if n == name]
+        expected = own_logits(task_files[variant][name], variant, images[rows])
+        torch.testing.assert_close(torch.stack([logits[i] for i in rows]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_one_backbone_forward_serves_every_shared_task(task_files):
+    backbone = tiny_vit()
+    serving = vptune.MultiTask(backbone)
+    shared = [name for name in TASKS if name not in SUB_BATCHED]
+    for name in shared:
+        serving.add(name, task_files["plain"][name])
+    calls = []
+    backbone.patch_embed.register_forward_hook(lambda *_: calls.append(1))
+    serving.logits(torch.randn(len(shared), 3, 32, 32), shared)
+    assert len(calls) == 1
+
+
+def test_replaced_prompts_give_keys_and_values_only(task_files):
+    # Full-range deep tasks of two prompt lengths: no block computes a prompt row, the last only [CLS].
+    backbone = tiny_vit()
+    serving = vptune.MultiTask(backbone)
+    rows_seen = []
+    for block in backbone.blocks:
+        block.mlp.register_forward_hook(lambda module, inputs, output: rows_seen.append(inputs[0].shape[1]))
+    serving.add("a", task_files["plain"]["deep3"])
+    serving.add("b", make_task(tiny_vit(), "deep3", task_files["plain"]["deep3"].with_name("b.safetensors"), 99))
+    serving.logits(torch.randn(2, 3, 32, 32), ["a", "b"])
+    tokens = backbone.num_prefix_tokens + backbone.patch_embed.num_patches
+    assert rows_seen == [tokens] * (len(backbone.blocks) - 1) + [1]
+
+
+def test_sub_batched_tasks_leave_the_shared_backbone_alone(task_files):
+    backbone = tiny_vit()
+    before = fingerprint(backbone)
+    serving = vptune.MultiTask(backbone)
+    for name in ("bias", "lora", "deep+bias", "deep3"):
+        serving.add(name, task_files["plain"][name])
+    assert fingerprint(backbone) == before
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(torch.stack(serving.logits(images, ["deep3"] * 2)),
+                               own_logits(task_files["plain"]["deep3"], "plain", images), atol=1e-5, rtol=1e-5)
+
+
+def test_models_can_be_added_directly():
+    backbone = tiny_vit()
+    model = vptune.create(backbone, "vpt-deep", 4, num_prompts=2).eval()
+    serving = vptune.MultiTask()
+    info = serving.add("m", model)
+    assert (info.file, info.shared, info.method) == (None, True, "vpt-deep")
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.stack(serving.logits(images, ["m"] * 3)), model(images), atol=1e-5, rtol=1e-5)
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_other_backbone_and_corrupt_files_are_refused_and_loaded_tasks_keep_working(task_files, tmp_path):
+    serving = vptune.MultiTask(tiny_vit())
+    serving.add("deep3", task_files["plain"]["deep3"])
+    images = torch.randn(2, 3, 32, 32)
+    before = torch.stack(serving.logits(images, ["deep3", "deep3"]))
+
+    with pytest.raises(TaskFileError) as error:
+        serving.add("other", task_files["dinov2-registers"]["deep3"])
+    assert "was tuned on backbone" in one_line(error)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(task_files["plain"]["linear"].read_bytes()[:-100])
+    for path, reason in [(garbage, "not a safetensors file"), (truncated, "cannot add task 'broken'"),
+                         (tmp_path / "missing.safetensors", "does not exist")]:
+        with pytest.raises(TaskFileError) as error:
+            serving.add("broken", path)
+        assert reason in one_line(error) and str(path) in one_line(error)
+    assert issubclass(TaskFileError, VptuneError)
+    assert list(serving.tasks) == ["deep3"]
+    torch.testing.assert_close(torch.stack(serving.logits(images, ["deep3", "deep3"])), before, atol=0, rtol=0)
+
+
+def test_task_names_are_checked(task_files):
+    serving = vptune.MultiTask(tiny_vit())
+    serving.add("linear", task_files["plain"]["linear"])
+    with pytest.raises(TaskFileError, match="already loaded"):
+        serving.add("linear", task_files["plain"]["linear"])
+    with pytest.raises(TaskFileError, match="no task named 'nope'; loaded tasks: linear"):
+        serving.logits(torch.randn(1, 3, 32, 32), ["nope"])
+    with pytest.raises(VptuneError, match="one task name per image"):
+        serving.logits(torch.randn(2, 3, 32, 32), ["linear"])
+    serving.remove("linear")
+    assert serving.tasks == {}
+    with pytest.raises(TaskFileError, match="no task named 'linear'"):
+        serving.remove("linear")
+
+
+def test_first_file_brings_the_backbone_and_predict_prepares_per_task(tmp_path):
+    # A checkpoint-file backbone, so files rebuild the same weights by their recorded id.
+    torch.manual_seed(0)
+    weights = tmp_path / "vit.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=0).state_dict(),
+               weights)
+    paths = {}
+    for name, protocol, method in [("fgvc-task", "fgvc", "vpt-deep"), ("vtab-task", "vtab", "linear")]:
+        model = vptune.create(str(weights), method, 3, arch="vit_tiny_patch16_224", img_size=32,
+                              class_names=["x", "y", "z"])
+        with torch.no_grad():
+            for p in model.trainable_parameters().values():
+                p.add_(torch.randn_like(p))
+        model.set_input_spec(input_spec(model.backbone, protocol))
+        paths[name] = vptune.save(model, tmp_path / f"{name}.safetensors")
+    serving = vptune.MultiTask()
+    for name, path in paths.items():
+        serving.add(name, path)
+    images = [Image.new("RGB", (48, 30), (10 * i, 200 - 30 * i, 90)) for i in range(4)]
+    images[1].paste((255, 255, 255), (0, 0, 20, 30))
+    names = ["fgvc-task", "vtab-task", "vtab-task", "fgvc-task"]
+    served = serving.predict(images, names, top_k=3)
+    for image, name, predictions in zip(images, names, served):
+        [alone] = vptune.Predictor(paths[name]).predict([image], top_k=3)
+        assert [p.label for p in predictions] == [p.label for p in alone]
+        assert [p.score for p in predictions] == pytest.approx([p.score for p in alone], abs=1e-5)
+    assert not torch.equal(serving.prepare(images[1], "fgvc-task"), serving.prepare(images[1], "vtab-task"))
