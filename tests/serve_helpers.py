@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 import vptune
 from vptune.data import build_transform
-from vptune.engine.loaders import input_spec
+from vptune.data.transforms import input_spec
 
 ARCH = "vit_tiny_patch16_224"
 # name -> (method, classes, options); two VPT-Deep with different prompt lengths and one Linear
@@ -151,10 +151,3 @@ def wait_for(condition, timeout: float = 20.0, message: str = "condition") -> No
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {message}")
 
-
-def multitask_factory():
-    try:
-        from vptune.serve.multitask import MultiTask
-    except ImportError:
-        from fake_multitask import MultiTask
-    return lambda backbone, device: MultiTask(backbone, device=device)

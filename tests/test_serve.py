@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from serve_helpers import TASKS, Reference, ServerThread, build_task_files, copy_tasks, multitask_factory, png, wait_for
+from serve_helpers import TASKS, Reference, ServerThread, build_task_files, copy_tasks, png, wait_for
 from vptune.serve.app import create_app
 from vptune.serve.config import ServeConfig
 
@@ -36,7 +36,7 @@ def served(files, tmp_path_factory):
         tasks_dir=folder, max_batch=16, max_wait_ms=20, max_queue=64, watch_seconds=0.2,
         max_body_mb=1, max_upload_mb=2, max_pixels=1_000_000, admin_token=TOKEN,
     )
-    server = ServerThread(create_app(config, multitask_factory())).start()
+    server = ServerThread(create_app(config)).start()
     yield server.url, folder
     server.stop()
 
@@ -283,7 +283,7 @@ def test_bad_upload_is_refused_and_the_old_task_keeps_serving(client, files, ref
 def test_admin_routes_are_off_without_a_token(files, tmp_path):
     from fastapi.testclient import TestClient
 
-    app = create_app(ServeConfig(tasks_dir=tmp_path), multitask_factory())
+    app = create_app(ServeConfig(tasks_dir=tmp_path))
     client = TestClient(app)  # no lifespan: nothing loads, the routes still answer
     assert_error(client.put("/v1/tasks/x", content=files.spare.read_bytes()), 403, "AdminDisabledError")
     assert_error(client.delete("/v1/tasks/x", headers={"authorization": "Bearer "}), 403, "AdminDisabledError")

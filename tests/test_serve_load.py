@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from serve_helpers import TASKS, Reference, ServerThread, build_task_files, copy_tasks, multitask_factory, png
+from serve_helpers import TASKS, Reference, ServerThread, build_task_files, copy_tasks, png
 from vptune.serve.app import create_app
 from vptune.serve.config import ServeConfig
 
@@ -27,7 +27,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("load")
     files = build_task_files(root)
     folder = copy_tasks(files, root / "tasks")
-    server = ServerThread(create_app(ServeConfig(tasks_dir=folder, max_wait_ms=5), multitask_factory())).start()
+    server = ServerThread(create_app(ServeConfig(tasks_dir=folder, max_wait_ms=5))).start()
     reference = Reference()
     cases = []
     for seed in range(12):

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("fastapi")
 playwright = pytest.importorskip("playwright.sync_api")
 
-from serve_helpers import ServerThread, build_task_files, copy_tasks, multitask_factory, png
+from serve_helpers import ServerThread, build_task_files, copy_tasks, png
 from vptune.serve.app import create_app
 from vptune.serve.config import ServeConfig
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     files = build_task_files(root)
-    server = ServerThread(create_app(ServeConfig(tasks_dir=copy_tasks(files, root / "tasks")), multitask_factory()))
+    server = ServerThread(create_app(ServeConfig(tasks_dir=copy_tasks(files, root / "tasks"))))
     yield server.start()
     server.stop()
 
