@@ -81,6 +81,7 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
     )
     metrics.queue_depth.set_function(lambda: batcher.depth)
     registry.on_change = metrics.tasks_loaded.set
+    registry.on_load_error = lambda name: metrics.load_errors.inc()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

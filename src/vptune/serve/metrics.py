@@ -36,6 +36,9 @@ class Metrics:
         self.batch_size = Histogram(
             "vptune_batch_size", "Images per model call", buckets=BATCH_BUCKETS, registry=self.registry,
         )
+        self.load_errors = Counter(
+            "vptune_task_load_errors", "Task files in the folder that could not be loaded", registry=self.registry,
+        )
         self.tasks_loaded = Gauge("vptune_tasks_loaded", "Tasks being served", registry=self.registry)
         self.queue_depth = Gauge("vptune_queue_depth", "Images waiting for a batch", registry=self.registry)
 

@@ -56,13 +56,13 @@ class TaskRegistry:
         self.load_error: str | None = None
         self._make_multitask = make_multitask
         self._multitask: Any = None
-        self._backbone_loaded = False
         self._model_lock = threading.Lock()  # the MultiTask: batches, adds, removes
         self._files_lock = threading.Lock()  # folder scans and admin changes, one at a time
         self._stamps: dict[str, tuple[int, int]] = {}  # task -> (mtime_ns, size) of the file last seen
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_change: Callable[[int], None] = lambda count: None
+        self.on_change: Callable[[int], None] = lambda count: None  # told the number of tasks after a change
+        self.on_load_error: Callable[[str], None] = lambda name: None  # told of a folder file that did not load
 
     # ------------------------------------------------------------ life cycle
     def start(self, watch_seconds: float) -> None:
@@ -78,7 +78,7 @@ class TaskRegistry:
     @property
     def ready(self) -> bool:
         """Whether the backbone is loaded, so predictions can run."""
-        return self._backbone_loaded
+        return getattr(self._multitask, "backbone", None) is not None
 
     def _run(self, watch_seconds: float) -> None:
         try:
@@ -87,18 +87,16 @@ class TaskRegistry:
             self.load_error = f"cannot load the backbone: {err}"
             log.error(self.load_error)
             return
-        self._backbone_loaded = self.backbone is not None
         self.sync()
         while not self._stop.wait(watch_seconds):
             self.sync()
 
     # ------------------------------------------------------------ reading
     def tasks(self) -> list[Any]:
-        """TaskInfo of every loaded task, by name."""
+        """TaskInfo of every loaded task, by name (no lock: the event loop must not wait for a batch)."""
         if self._multitask is None:
             return []
-        with self._model_lock:
-            return [info for _, info in sorted(self._multitask.tasks.items())]
+        return [info for _, info in sorted(self._multitask.tasks.items())]
 
     def get(self, name: str) -> Any:
         """TaskInfo of `name`; UnknownTaskError if it is not loaded."""
@@ -132,6 +130,7 @@ class TaskRegistry:
                     log.info("task '%s' loaded from %s", name, path)
                 except VptuneError as err:
                     log.error("task '%s' not loaded: %s", name, err)
+                    self.on_load_error(name)
 
     def _scan(self) -> dict[str, tuple[Path, tuple[int, int]]]:
         files = {}
@@ -198,7 +197,6 @@ class TaskRegistry:
                     self._multitask.add(name, str(fallback))
                 self.on_change(len(self._multitask.tasks))
                 raise
-            self._backbone_loaded = True
             self.on_change(len(self._multitask.tasks))
 
     def _remove(self, name: str) -> None:
