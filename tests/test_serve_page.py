@@ -51,5 +51,9 @@ def test_page_lists_tasks_and_shows_top5_bars_for_a_dropped_image(served, tmp_pa
             widths = card.locator(".result .bar").evaluate_all("bars => bars.map(b => b.getBoundingClientRect().width)")
             assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
             page.screenshot(path=str(tmp_path / "page.png"))
+
+            page.goto(served.url + "/docs")  # the OpenAPI page, from local files (no internet needed)
+            page.get_by_text("Top-k classes of one image for one task").wait_for(timeout=30_000)
+            assert page.get_by_text("Prometheus metrics in text format").count() == 1
         finally:
             browser.close()

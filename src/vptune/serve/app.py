@@ -33,6 +33,7 @@ from .http_errors import (
     AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError, UnknownTaskError,
 )
 from .decode import decode_image
+from .docs_page import add_offline_docs, offline_docs_available
 from .limits import BodyLimit
 from .metrics import UNKNOWN_TASK, Metrics
 from .page import PAGE
@@ -96,7 +97,10 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
         version=__version__,
         description="Many tuned tasks on one frozen backbone; images of different tasks are batched together.",
         lifespan=lifespan,
+        docs_url=None if offline_docs_available() else "/docs",
     )
+    if app.docs_url is None:
+        add_offline_docs(app)
     app.state.registry, app.state.metrics, app.state.batcher = registry, metrics, batcher
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, limit_for=lambda scope: _body_limit(config, scope))
@@ -126,7 +130,7 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
         return Status(status="ok")
 
     @app.get("/readyz", response_model=Status, responses=errors(503),
-             summary="Readiness: 200 once the backbone is loaded, 503 before")
+             summary="Readiness: 200 once the backbone and the folder's tasks are loaded, 503 before")
     async def readyz() -> Status:
         require_ready()
         return Status(status="ready", detail=f"{len(registry.tasks())} tasks loaded")

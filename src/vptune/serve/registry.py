@@ -60,6 +60,7 @@ class TaskRegistry:
         self._files_lock = threading.Lock()  # folder scans and admin changes, one at a time
         self._stamps: dict[str, tuple[int, int]] = {}  # task -> (mtime_ns, size) of the file last seen
         self._stop = threading.Event()
+        self._first_scan_done = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_change: Callable[[int], None] = lambda count: None  # told the number of tasks after a change
         self.on_load_error: Callable[[str], None] = lambda name: None  # told of a folder file that did not load
@@ -77,8 +78,8 @@ class TaskRegistry:
 
     @property
     def ready(self) -> bool:
-        """Whether the backbone is loaded, so predictions can run."""
-        return getattr(self._multitask, "backbone", None) is not None
+        """Whether the backbone is loaded and the folder's tasks were loaded once."""
+        return self._first_scan_done.is_set() and getattr(self._multitask, "backbone", None) is not None
 
     def _run(self, watch_seconds: float) -> None:
         try:
@@ -88,6 +89,7 @@ class TaskRegistry:
             log.error(self.load_error)
             return
         self.sync()
+        self._first_scan_done.set()
         while not self._stop.wait(watch_seconds):
             self.sync()
 
