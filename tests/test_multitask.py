@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import timm
 import pytest
+import timm
 import torch
 from PIL import Image
 
@@ -27,25 +27,33 @@ TASKS = {
     # Per-task sub-batches: methods that change backbone weights, other locations and outputs.
     "bias": ("bias", {}),
     "lora": ("lora", {}),
+    "adapter": ("adapter", {}),
+    "ssf": ("ssf", {}),
+    "partial-1": ("partial-1", {}),
+    "full": ("full", {}),
     "deep+bias": ("vpt-deep+bias", {"num_prompts": 2}),
     "image-pool": ("vpt-deep", {"num_prompts": 2, "output": "image-pool"}),
+    "prompt-pool": ("vpt-shallow", {"num_prompts": 2, "output": "prompt-pool"}),
     "add": ("vpt-shallow", {"location": "add"}),
+    "prepend-pixel": ("vpt-shallow", {"num_prompts": 2, "location": "prepend-pixel"}),
+    "concat-channel": ("vpt-shallow", {"location": "concat-channel"}),
 }
-SUB_BATCHED = {"bias", "lora", "deep+bias", "image-pool", "add"}
+SUB_BATCHED = {"bias", "lora", "adapter", "ssf", "partial-1", "full", "deep+bias", "image-pool", "prompt-pool", "add",
+               "prepend-pixel", "concat-channel"}
 MIXES = {
     "deep prompt lengths": ["deep3", "deep5-block2", "deep1-blocks1-2"],
     "deep ranges and shallow": ["deep5-block2", "deep4-dim8-blocks2-3", "shallow2", "shallow6"],
     "prompts and linear": ["deep3", "linear", "shallow2"],
     "heads only": ["linear", "mlp", "sidetune"],
-    "sub-batches only": ["bias", "lora"],
+    "sub-batches only": sorted(SUB_BATCHED),
     "everything": list(TASKS),
 }
 BACKBONES = {name: VARIANTS[name] for name in ("plain", "dinov2-registers", "avg-pool")}
 
 
-def make_task(backbone: torch.nn.Module, name: str, path, seed: int):
-    """A per-task file of TASKS[name] with random (non-initial) tuned tensors."""
-    method, options = TASKS[name]
+def make_task(backbone: torch.nn.Module, name: str, path, seed: int, tasks: dict = TASKS):
+    """A per-task file of tasks[name] with random (non-initial) tuned tensors."""
+    method, options = tasks[name]
     model = vptune.create(backbone, method, 3 + seed % 4, class_names=None, **options).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -116,9 +124,17 @@ def test_sub_batched_tasks_leave_the_shared_backbone_alone(task_files):
     backbone = tiny_vit()
     before = fingerprint(backbone)
     serving = vptune.MultiTask(backbone)
-    for name in ("bias", "lora", "deep+bias", "deep3"):
+    for name in ("bias", "lora", "partial-1", "deep+bias", "deep3"):
         serving.add(name, task_files["plain"][name])
+    partial_blocks = serving.model("partial-1").backbone.blocks
+    assert partial_blocks[0].mlp.fc1.weight is backbone.blocks[0].mlp.fc1.weight
+    assert partial_blocks[-1].mlp.fc1.weight is not backbone.blocks[-1].mlp.fc1.weight
     assert fingerprint(backbone) == before
+    # Frozen tensors are shared with the backbone; trained or injected ones are the task's own.
+    bias_blocks = serving.model("bias").backbone.blocks
+    assert bias_blocks[0].attn.qkv.weight is backbone.blocks[0].attn.qkv.weight
+    assert bias_blocks[0].attn.qkv.bias is not backbone.blocks[0].attn.qkv.bias
+    assert serving.model("deep3").backbone is backbone
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(torch.stack(serving.logits(images, ["deep3"] * 2)),
                                own_logits(task_files["plain"]["deep3"], "plain", images), atol=1e-5, rtol=1e-5)
@@ -206,3 +222,58 @@ def test_first_file_brings_the_backbone_and_predict_prepares_per_task(tmp_path):
         assert [p.label for p in predictions] == [p.label for p in alone]
         assert [p.score for p in predictions] == pytest.approx([p.score for p in alone], abs=1e-5)
     assert not torch.equal(serving.prepare(images[1], "fgvc-task"), serving.prepare(images[1], "vtab-task"))
+    by_id = vptune.MultiTask(str(weights))  # the same weights, named by the checkpoint path
+    by_id.add("vtab-task", paths["vtab-task"])
+    batch = torch.stack([serving.prepare(image, "vtab-task") for image in images])
+    torch.testing.assert_close(by_id.logits(batch, ["vtab-task"] * 4), serving.logits(batch, ["vtab-task"] * 4))
+    assert serving.predict([], []) == []
+
+
+OTHER_FAMILIES = {
+    # timm model, its options, image size, tasks
+    "swin": ("swin_tiny_patch4_window7_224",
+             dict(img_size=64, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4), 64,
+             {"deep": ("vpt-deep", {"num_prompts": 2}), "linear": ("linear", {})}),
+    "conv": ("resnet18", dict(layers=(1, 1, 1, 1)), 224,
+             {"border": ("vpt-shallow", {"num_prompts": 2}), "linear": ("linear", {})}),
+}
+
+
+@pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))
+def test_swin_and_convnet_tasks_run_as_sub_batches_on_the_shared_backbone(family, tmp_path):
+    arch, options, size, tasks = OTHER_FAMILIES[family]
+    torch.manual_seed(0)
+    backbone = timm.create_model(arch, pretrained=False, num_classes=0, **options).eval()
+    serving = vptune.MultiTask(backbone)
+    paths = {name: make_task(backbone, name, tmp_path / f"{name}.safetensors", seed, tasks)
+             for seed, name in enumerate(tasks)}
+    for name, path in paths.items():
+        assert not serving.add(name, path).shared
+    names = [*tasks, *tasks]
+    images = torch.randn(len(names), 3, size, size, generator=torch.Generator().manual_seed(3))
+    logits = serving.logits(images, names)
+    for i, name in enumerate(names):
+        with torch.no_grad():
+            expected = vptune.load(paths[name], backbone=backbone).eval()(images[i:i + 1])[0]
+        torch.testing.assert_close(logits[i], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["row-by-row", "whole-block"])
+def test_masked_key_tokens_are_as_if_absent(whole):
+    # block_forward_rows with a key mask equals the block without the masked tokens, on both of its paths.
+    from vptune.prompts.vit_fast import block_forward_rows, handles_rows
+
+    block = tiny_vit(**VARIANTS["dinov2-registers"]).blocks[1].train(whole)
+    assert handles_rows(block) != whole
+    generator = torch.Generator().manual_seed(5)
+    x, kv = torch.randn(2, 9, 64, generator=generator), torch.randn(2, 4, 64, generator=generator)
+    mask = torch.ones(2, 13, dtype=torch.bool)
+    mask[0, 2:4] = False  # two tokens of x (padded prompt slots) for sample 0
+    mask[0, 11:] = False  # its last two key/value tokens
+    mask[1, 10:] = False  # three key/value tokens of sample 1
+    with torch.no_grad():
+        masked = block_forward_rows(block, x, slice(None), kv, 1, mask)
+        first = block_forward_rows(block, torch.cat([x[:1, :2], x[:1, 4:]], 1), slice(None), kv[:1, :2], 1)
+        second = block_forward_rows(block, x[1:], slice(None), kv[1:, :1], 1)
+    torch.testing.assert_close(torch.cat([masked[:1, :2], masked[:1, 4:]], 1), first, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(masked[1:], second, atol=1e-5, rtol=1e-5)

@@ -68,9 +68,11 @@ def _eval_logits(data: Path, run_dir: Path) -> tuple[list[Path], torch.Tensor]:
     return [path for path, _ in dataset.samples], logits
 
 
-def test_task_file_records_the_runs_fgvc_pipeline(fgvc_run):
+def test_task_file_records_the_runs_fgvc_pipeline(fgvc_run, capsys):
     _, run_dir = fgvc_run
     recorded = read_description(run_dir / "task.safetensors")["input"]
+    assert main(["info", str(run_dir / "task.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == recorded
     assert {k: recorded[k] for k in ("protocol", "img_size", "resize", "crop", "interpolation", "antialias")} == {
         "protocol": "fgvc", "img_size": 32, "resize": 36, "crop": 32, "interpolation": "bilinear", "antialias": True,
     }

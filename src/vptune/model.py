@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneRef, fingerprint
-from .data.transforms import ImageTransform, InputSpec, input_spec
+from .data.transforms import InputSpec, input_spec
 from .prompts import prompted_features
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
@@ -68,16 +68,13 @@ class TunedModel(nn.Module):
 
     @property
     def input_spec(self) -> InputSpec:
-        """How images are prepared for this model (the protocol it was trained and evaluated with)."""
+        """How images are prepared for this model (the protocol it was trained and evaluated with);
+        `model.input_spec.transform()` is its evaluation transform."""
         return InputSpec.from_dict(self.config["input"])
 
     def set_input_spec(self, spec: InputSpec) -> None:
         """Record the input pipeline a per-task file of this model carries."""
         self.config["input"] = spec.to_dict()
-
-    def input_transform(self) -> ImageTransform:
-        """The evaluation transform of `input_spec`: RGB PIL image or uint8 CHW tensor -> model input."""
-        return self.input_spec.transform(train=False)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Pre-head features `(B, num_features)`."""

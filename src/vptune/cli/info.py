@@ -38,6 +38,8 @@ def describe(path: Path) -> dict:
         "arch": description["arch"],
         "img_size": description["img_size"],
         "num_classes": description["num_classes"],
+        # How images are prepared; null in files older than the record (they prepare as VTAB).
+        "input": description.get("input"),
         "tuned_parameters": parameters,
         "tensors": tensors,
         "bytes": file.stat().st_size,

@@ -51,7 +51,7 @@ class MultiTask:
     """Serve many per-task files of one backbone from a single frozen copy of it.
 
     `backbone` is a built timm model, a backbone id (built at the first `add` with that
-    file's recorded image size), or None: the first file added brings its own. Tasks whose
+    file's recorded image size and architecture), or None: the first file added brings its own. Tasks whose
     file was made on other weights are refused with TaskFileError, as are corrupt files
     and unknown task names; tasks already loaded keep working.
     """
@@ -96,6 +96,11 @@ class MultiTask:
         self._require([name])
         del self._models[name], self._tasks[name]
 
+    def model(self, name: str) -> TunedModel:
+        """Task `name`'s own model (its prompts and head; for a sub-batched task, its whole forward)."""
+        self._require([name])
+        return self._models[name]
+
     def prepare(self, image: ImageInput, task_name: str) -> torch.Tensor:
         """The input `(3, H, W)` of one image, prepared as task `task_name`'s evaluation did."""
         self._require([task_name])
@@ -133,6 +138,8 @@ class MultiTask:
         """The `top_k` classes of each image for its task, best first, with softmax probabilities."""
         if len(images) != len(task_names):
             raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
+        if not images:
+            return []
         batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
         logits = self.logits(batch, task_names)
         return [best_classes(row, self._models[name].class_names, top_k) for row, name in zip(logits, task_names)]
@@ -163,7 +170,7 @@ class MultiTask:
         if backbone is None:
             backbone, _ = build_backbone(
                 self._backbone_id or description["backbone"], pretrained=description["pretrained"],
-                img_size=description["img_size"], arch=None if self._backbone_id else description["arch"],
+                img_size=description["img_size"], arch=description["arch"],
             )
             weights = fingerprint(backbone)
         self._check_weights(f"'{path}'", description["backbone"], description["backbone_fingerprint"], weights)
@@ -171,6 +178,8 @@ class MultiTask:
             # A method that trains or injects backbone tensors gets its own copy of the backbone.
             own = any(key.startswith("backbone.") for key in handle.keys())
         model = load(path, copy.deepcopy(backbone) if own else backbone, backbone_fingerprint=weights)
+        if own:
+            _share_frozen_tensors(model.backbone, backbone)
         if self.backbone is None:
             self._set_backbone(backbone, weights)
         return model
@@ -209,6 +218,17 @@ class MultiTask:
 def _scatter(out: list, rows: torch.Tensor, logits: torch.Tensor) -> None:
     for row, vector in zip(rows.tolist(), logits.float()):
         out[row] = vector
+
+
+def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:
+    """Point `own`'s frozen parameters at `shared`'s equal ones of the same name, so a task whose
+    method changes some backbone tensors keeps its own copy of those only."""
+    twins = dict(shared.named_parameters())
+    for module_name, module in own.named_modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            twin = twins.get(f"{module_name}.{name}" if module_name else name)
+            if not param.requires_grad and twin is not None and twin.shape == param.shape and torch.equal(twin, param):
+                setattr(module, name, twin)
 
 
 def _tensor_bytes(model: TunedModel) -> int:
