@@ -143,7 +143,7 @@ def copy_tasks(files: TaskFiles, folder: Path) -> Path:
     return folder
 
 
-def wait_for(condition, timeout: float = 20.0, message: str = "condition") -> None:
+def wait_for(condition, timeout: float = 60.0, message: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

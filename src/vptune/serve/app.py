@@ -26,7 +26,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
-from ..errors import CheckpointMismatchError, VptuneError
+from ..errors import VptuneError
 from .batching import Batcher
 from .config import ServeConfig
 from .http_errors import (
@@ -183,7 +183,7 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
         ])
 
     @app.put(
-        "/v1/tasks/{task}", response_model=TaskSummary, responses=errors(401, 403, 409, 413, 422, 503),
+        "/v1/tasks/{task}", response_model=TaskSummary, responses=errors(401, 403, 413, 422, 503),
         dependencies=[Depends(require_admin)], openapi_extra=TASK_FILE_BODY,
         summary="Admin: add or replace a task from an uploaded per-task file",
     )
@@ -278,10 +278,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         if exc.status_code in (429, 503):
             headers = {"Retry-After": "1"}
         return _error(exc.status_code, str(exc), type(exc).__name__, headers)
-
-    @app.exception_handler(CheckpointMismatchError)
-    async def mismatch(request: Request, exc: CheckpointMismatchError) -> JSONResponse:
-        return _error(409, str(exc), type(exc).__name__)
 
     @app.exception_handler(VptuneError)
     async def vptune_error(request: Request, exc: VptuneError) -> JSONResponse:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointMismatchError, VptuneError
 from .http_errors import NotReadyError, UnknownTaskError, UploadError
 
 log = logging.getLogger(__name__)
@@ -130,8 +129,8 @@ class TaskRegistry:
                 try:
                     self._swap(name, path)
                     log.info("task '%s' loaded from %s", name, path)
-                except VptuneError as err:
-                    log.error("task '%s' not loaded: %s", name, err)
+                except Exception as err:  # a half-written or foreign file must not stop the watch
+                    log.error("task '%s' not loaded: %s", name, " ".join(str(err).split()) or type(err).__name__)
                     self.on_load_error(name)
 
     def _scan(self) -> dict[str, tuple[Path, tuple[int, int]]]:
@@ -153,7 +152,8 @@ class TaskRegistry:
         """Add or replace task `name` from the bytes of a per-task file, and keep the file in the folder.
 
         The file is loaded (safetensors only) before it replaces the old one, so a bad upload
-        leaves the old task serving. Raises UploadError (409 for another backbone's file).
+        leaves the old task serving. Raises UploadError for a file that cannot be served
+        (broken, not a per-task file, or made on another backbone).
         """
         check_task_name(name)
         if self._multitask is None:
@@ -166,10 +166,9 @@ class TaskRegistry:
                 old = final if name in self._multitask.tasks and final.is_file() else None
                 try:
                     self._swap(name, part, fallback=old)
-                except CheckpointMismatchError as err:
-                    raise _upload_error(err, 409) from err
-                except VptuneError as err:
-                    raise _upload_error(err, 422) from err
+                except Exception as err:  # whatever a foreign or broken file raises, the answer is a refusal
+                    reason = " ".join(str(err).split()) or type(err).__name__
+                    raise UploadError(f"uploaded file for task '{name}' refused: {reason}") from err
                 os.replace(part, final)
                 stat = final.stat()
                 self._stamps[name] = (stat.st_mtime_ns, stat.st_size)
@@ -194,7 +193,7 @@ class TaskRegistry:
                 self._multitask.remove(name)
             try:
                 self._multitask.add(name, str(path))
-            except VptuneError:
+            except Exception:
                 if fallback is not None:
                     self._multitask.add(name, str(fallback))
                 self.on_change(len(self._multitask.tasks))
@@ -207,8 +206,3 @@ class TaskRegistry:
                 self._multitask.remove(name)
             self.on_change(len(self._multitask.tasks))
 
-
-def _upload_error(err: VptuneError, status: int) -> UploadError:
-    error = UploadError(f"uploaded file refused: {err}")
-    error.status_code = status
-    return error
