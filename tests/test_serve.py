@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 import shutil
 import struct
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -301,3 +300,33 @@ def test_not_ready_until_the_first_task_brings_the_backbone(files, tmp_path):
                  == 200, message="the upload to be taken")
         assert client.get("/readyz").status_code == 200
         assert predict(client, "deep5", png(1)).status_code == 200
+
+
+def test_a_full_queue_answers_429_and_the_queued_requests_still_finish(files, tmp_path):
+    from vptune.serve import MultiTask
+
+    gate = threading.Event()
+
+    class GatedMultiTask(MultiTask):
+        def predict(self, *args, **kwargs):
+            gate.wait(60)
+            return super().predict(*args, **kwargs)
+
+    config = ServeConfig(tasks_dir=copy_tasks(files, tmp_path / "tasks"), max_batch=1, max_wait_ms=0, max_queue=1)
+    server = ServerThread(create_app(config, lambda backbone, device: GatedMultiTask(backbone, device=device)))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client, ThreadPoolExecutor(2) as pool:
+            running = pool.submit(predict, client, "deep5", png(1))
+            wait_for(lambda: metric(client, "vptune_batch_size_count") == 1, message="the first batch to start")
+            queued = pool.submit(predict, client, "lin", png(2))
+            wait_for(lambda: metric(client, "vptune_queue_depth") == 1, message="the second request to queue")
+            refused = predict(client, "deep2", png(3))
+            gate.set()
+            assert_error(refused, 429, "QueueFullError")
+            assert refused.headers["retry-after"] == "1"
+            assert running.result().status_code == 200 and queued.result().status_code == 200
+            assert queued.result().json()["task"] == "lin"
+    finally:
+        gate.set()
+        server.stop()

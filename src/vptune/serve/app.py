@@ -29,11 +29,9 @@ from .._version import __version__
 from ..errors import VptuneError
 from .batching import Batcher
 from .config import ServeConfig
-from .http_errors import (
-    AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError, UnknownTaskError,
-)
 from .decode import decode_image
 from .docs_page import add_offline_docs, offline_docs_available
+from .http_errors import AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError
 from .limits import BodyLimit
 from .metrics import UNKNOWN_TASK, Metrics
 from .page import PAGE
