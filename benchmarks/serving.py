@@ -14,6 +14,10 @@ It prints images/s and the p50/p99 latency of a batch for each, and the resident
 (RSS) that adding the tasks cost against the sum of their per-task file sizes. Every task
 count runs in a fresh subprocess so that its memory reading is its own.
 
+With `--http SECONDS` it also serves the same task files with `vptune serve`'s app on a
+loopback port and sends PNG images from 8 client threads (uniform popularity) for that
+long: requests/s and p50/p99 request latency, end to end.
+
     python benchmarks/serving.py --quick     # small backbone, a few minutes on 2 cores
     python benchmarks/serving.py             # ViT-B/16 at 224 px, 50 prompts
 """
@@ -22,17 +26,21 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import timm
 import torch
+from safetensors.torch import save_file
 
 import vptune
 from vptune.serve import MultiTask
@@ -57,10 +65,11 @@ def task_recipes(mix: str, num_prompts: int) -> list[tuple[str, dict]]:
 
 
 def write_tasks(backbone: torch.nn.Module, folder: Path, count: int, mix: str, num_prompts: int,
-                classes: int, img_size: int) -> list[Path]:
+                classes: int, img_size: int, backbone_id: str) -> list[Path]:
     """`count` per-task files on `backbone`: one model per recipe, its tuned tensors re-drawn for each task."""
     templates = [
-        vptune.create(backbone, method, classes, pretrained=False, img_size=img_size, backbone_id="benchmark", **options)
+        vptune.create(backbone, method, classes, pretrained=False, img_size=img_size, backbone_id=backbone_id,
+                      **options)
         for method, options in task_recipes(mix, num_prompts)
     ]
     paths = []
@@ -95,6 +104,61 @@ def summary(seconds: list[float], batch: int) -> dict:
             "p99_ms": 1000 * p99}
 
 
+def http_load(folder: Path, names: list[str], img_size: int, seconds: float, clients: int = 8) -> dict:
+    """Requests/s and request latency of the HTTP service on `folder`, `clients` threads, uniform tasks."""
+    import httpx
+    import uvicorn
+    from PIL import Image
+
+    from vptune.serve.app import create_app
+    from vptune.serve.config import ServeConfig
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(tasks_dir=folder)), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    ready_by = time.monotonic() + 300
+    while time.monotonic() < ready_by:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    else:
+        raise RuntimeError(f"the server did not become ready: {httpx.get(f'{url}/readyz').text}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (img_size, img_size, 3), dtype=np.uint8)).save(
+        buffer, format="PNG")
+    image = buffer.getvalue()
+    latencies: list[float] = []
+    failures = [0]
+    deadline = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                response = http.post(f"/v1/tasks/{names[rng.integers(len(names))]}/predict?top_k=1", content=image)
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    failures[0] += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+    return {"requests_s": len(latencies) / seconds, **summary(latencies, 1), "failed": failures[0]}
+
+
 def one_setting(args: argparse.Namespace, count: int, mix: str) -> list[dict]:
     """Every popularity for `count` tasks of `mix`; runs in its own process."""
     torch.manual_seed(0)
@@ -102,7 +166,13 @@ def one_setting(args: argparse.Namespace, count: int, mix: str) -> list[dict]:
     images = torch.randn(args.batch, 3, args.img_size, args.img_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_tasks(backbone, Path(tmp), count, mix, args.num_prompts, args.classes, args.img_size)
+        # The HTTP service rebuilds the backbone from what the files record: a checkpoint of these weights.
+        backbone_id = "random"
+        if args.http:
+            backbone_id = str(Path(tmp) / "backbone.safetensors")
+            save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, backbone_id)
+        paths = write_tasks(backbone, Path(tmp), count, mix, args.num_prompts, args.classes, args.img_size,
+                            backbone_id)
         file_bytes = sum(path.stat().st_size for path in paths)
         gc.collect()
         before = rss_bytes()
@@ -137,6 +207,8 @@ def one_setting(args: argparse.Namespace, count: int, mix: str) -> list[dict]:
                 **{way: summary(t, args.batch) for way, t in times.items()},
                 "rss_growth": growth, "file_bytes": file_bytes,
             })
+        if args.http:
+            rows[0]["http"] = http_load(Path(tmp), names, args.img_size, args.http)
     return rows
 
 
@@ -155,6 +227,13 @@ def print_table(rows: list[dict]) -> None:
             seen.add((r["tasks"], r["mix"]))
             print(f"{r['tasks']:>5} {r['mix']:<8} RSS +{r['rss_growth'] / 2**20:8.1f} MiB   files {r['file_bytes'] / 2**20:8.1f} MiB"
                   f"   ratio {r['rss_growth'] / max(1, r['file_bytes']):.2f}")
+    http = [r for r in rows if "http" in r]
+    if http:
+        print("\nHTTP: 8 clients on loopback, uniform popularity, one PNG per request")
+        for r in http:
+            h = r["http"]
+            print(f"{r['tasks']:>5} {r['mix']:<8} {h['requests_s']:8.1f} requests/s   p50 {h['p50_ms']:7.1f} ms"
+                  f"   p99 {h['p99_ms']:7.1f} ms   failed {h['failed']}")
 
 
 def main() -> None:
@@ -168,6 +247,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed batches per setting (30; quick: 8)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--http", type=float, default=0, metavar="SECONDS",
+                        help="also load the HTTP service for this long per setting (8 clients, uniform)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # COUNT:MIX, in a subprocess
     args = parser.parse_args()
     quick = {"arch": "vit_tiny_patch16_224", "img_size": 64, "num_prompts": 10, "batch": 16, "repeats": 8}
@@ -185,7 +266,7 @@ def main() -> None:
     for count, mix in [(int(n), mix) for n in args.tasks.split(",") for mix in MIXES]:
         command = [sys.executable, __file__, "--one", f"{count}:{mix}"] + [
             f"--{key.replace('_', '-')}={getattr(args, key)}"
-            for key in ("arch", "img_size", "num_prompts", "batch", "repeats", "warmup", "classes")
+            for key in ("arch", "img_size", "num_prompts", "batch", "repeats", "warmup", "classes", "http")
         ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.extend(json.loads(output.strip().splitlines()[-1]))
