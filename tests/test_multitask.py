@@ -151,6 +151,17 @@ def test_models_can_be_added_directly():
         torch.testing.assert_close(torch.stack(serving.logits(images, ["m"] * 3)), model(images), atol=1e-5, rtol=1e-5)
 
 
+def test_a_model_that_changed_its_backbone_cannot_share_it():
+    model = vptune.create(tiny_vit(), "lora", 3)
+    with pytest.raises(TaskFileError, match="cannot be the shared one"):
+        vptune.MultiTask().add("lora", model)
+    serving = vptune.MultiTask(tiny_vit())
+    assert not serving.add("lora", model).shared  # on a backbone of its own: a sub-batch
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.stack(serving.logits(images, ["lora"] * 2)), model.eval()(images))
+
+
 def one_line(error: pytest.ExceptionInfo) -> str:
     message = str(error.value)
     assert "\n" not in message

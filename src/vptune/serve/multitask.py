@@ -185,6 +185,11 @@ class MultiTask:
         return model
 
     def _adopt(self, model: TunedModel) -> TunedModel:
+        if _changes_backbone(model) and model.backbone is (self.backbone or model.backbone):
+            raise TaskFileError(
+                f"the '{model.config['method']}' model changes the weights of the backbone it holds, so that "
+                "backbone cannot be the shared one; create the model on its own copy (copy.deepcopy) of the backbone"
+            )
         if self.backbone is None:
             self._set_backbone(model.backbone, model.backbone_fingerprint)
         self._check_weights("the model", model.config["backbone"], model.backbone_fingerprint, self.fingerprint)
@@ -204,9 +209,8 @@ class MultiTask:
             )
 
     def _shares(self, model: TunedModel) -> bool:
-        changes_backbone = any(name.startswith("backbone.") for name in model.tuned_state_dict())
         prompt_fits = model.prompt is None or (isinstance(model.prompt, VitPrompt) and model.prompt.location == "prepend")
-        return self._vit and not changes_backbone and model.output == "cls" and prompt_fits
+        return self._vit and not _changes_backbone(model) and model.output == "cls" and prompt_fits
 
     def _require(self, names: Sequence[str]) -> None:
         unknown = sorted(set(names) - set(self._tasks))
@@ -218,6 +222,11 @@ class MultiTask:
 def _scatter(out: list, rows: torch.Tensor, logits: torch.Tensor) -> None:
     for row, vector in zip(rows.tolist(), logits.float()):
         out[row] = vector
+
+
+def _changes_backbone(model: TunedModel) -> bool:
+    """Whether the model's method trains or adds tensors inside its backbone."""
+    return any(name.startswith("backbone.") for name in model.tuned_state_dict())
 
 
 def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:
