@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--admin-token", default=None,
                         help="turns on PUT/DELETE /v1/tasks/{task} for 'Authorization: Bearer TOKEN' "
                              "(default: env VPTUNE_ADMIN_TOKEN; unset: admin routes off)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="uvicorn's log level (info)")
     parser.set_defaults(func=run)
 
 
