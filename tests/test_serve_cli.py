@@ -14,18 +14,19 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from conftest import assert_one_line_error, run_vptune
+from conftest import assert_one_line_error
+from vptune.cli.main import main
 from serve_helpers import Reference, build_task_files, copy_tasks, png
 
 
-def test_missing_tasks_folder_is_one_line(tmp_path):
-    result = run_vptune("serve", "--tasks", tmp_path / "nope", "--port", "1")
-    assert_one_line_error(result.returncode, result.stderr, "tasks folder", "does not exist")
-
-
-def test_bad_port_is_one_line(tmp_path):
-    result = run_vptune("serve", "--tasks", tmp_path, "--port", "70000")
-    assert_one_line_error(result.returncode, result.stderr, "--port")
+@pytest.mark.parametrize("args, fragments", [
+    (["--tasks", "{tmp}/nope"], ("tasks folder", "does not exist")),
+    (["--tasks", "{tmp}", "--port", "70000"], ("--port",)),
+    (["--tasks", "{tmp}", "--max-batch", "0"], ("max_batch", ">= 1")),
+])
+def test_misuse_is_one_line(tmp_path, capsys, args, fragments):
+    code = main(["serve", *[arg.format(tmp=tmp_path) for arg in args]])
+    assert_one_line_error(code, capsys.readouterr().err, *fragments)
 
 
 def _free_port() -> int:
