@@ -87,10 +87,16 @@ class TaskRegistry:
             self.load_error = f"cannot load the backbone: {err}"
             log.error(self.load_error)
             return
-        self.sync()
+        self._sync_logged()
         self._first_scan_done.set()
         while not self._stop.wait(watch_seconds):
+            self._sync_logged()
+
+    def _sync_logged(self) -> None:
+        try:
             self.sync()
+        except Exception:  # the watch goes on; the next poll tries again
+            log.exception("scanning the tasks folder %s failed", self.folder)
 
     # ------------------------------------------------------------ reading
     def tasks(self) -> list[Any]:
@@ -188,8 +194,7 @@ class TaskRegistry:
     def _swap(self, name: str, path: Path, fallback: Path | None = None) -> None:
         """Load `path` as task `name`, replacing any task of that name; on failure re-add `fallback`."""
         with self._model_lock:
-            replaced = name in self._multitask.tasks
-            if replaced:
+            if name in self._multitask.tasks:
                 self._multitask.remove(name)
             try:
                 self._multitask.add(name, str(path))
