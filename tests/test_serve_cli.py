@@ -41,7 +41,8 @@ def test_serve_command_answers_on_loopback(tmp_path):
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VPTUNE_ADMIN_TOKEN": "from-env"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vptune", "serve", "--tasks", str(folder), "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "vptune", "serve", "--tasks", str(folder), "--port", str(port), "--log-level", "warning",
+         "--backbone", str(tmp_path / "backbone.safetensors")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
