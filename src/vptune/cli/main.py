@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import VptuneError
-from . import data, demo, evaluate, info, params, plot, predict, report, train, tsne
+from . import data, demo, evaluate, info, params, plot, predict, report, serve, train, tsne
 
-SUBCOMMANDS = (train, evaluate, predict, info, params, data, demo, report, plot, tsne)
+SUBCOMMANDS = (train, evaluate, predict, info, params, data, demo, report, plot, tsne, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
