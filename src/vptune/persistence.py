@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,34 @@ def task_file_contents(model: TunedModel) -> tuple[dict[str, torch.Tensor], dict
     return tensors, {"vptune": json.dumps(description)}
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
 def save(model: TunedModel, path: str | os.PathLike) -> Path:
-    """Write the tuned tensors of `model` and its description to one `.safetensors` file."""
+    """Write the tuned tensors of `model` and its description to one `.safetensors` file.
+
+    Raises VptuneError, leaving no file behind, when a tuned tensor is not finite or the file cannot be written.
+    """
+    if not isinstance(model, TunedModel):
+        raise VptuneError(f"save takes a model made by vptune.create or vptune.load, got {type(model).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors, metadata = task_file_contents(model)
+    bad = non_finite_tensors(tensors)
+    if bad:
+        raise VptuneError(f"not saving '{path}': tuned tensor {bad[0]} holds NaN or infinite values")
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise VptuneError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+        raise
     return path
 
 

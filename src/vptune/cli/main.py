@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -25,10 +26,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrLines(logging.Handler):
+    """Library log records as one `vptune: ...` line each on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning: " if record.levelno >= logging.WARNING else ""
+        print(f"vptune: {level}{record.getMessage()}", file=sys.stderr)
+
+
+def _show_library_messages() -> None:
+    logger = logging.getLogger("vptune")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 vptune error, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_library_messages()
     try:
         return args.func(args) or 0
     except VptuneError as exc:

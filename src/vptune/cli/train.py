@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 from ..engine import TrainConfig, train
 from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
+from ..errors import VptuneError
 from .options import METHOD_FLAGS, add_method_options, method_flags, method_options
 
 
@@ -62,18 +64,28 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the YAML file, then the flags given."""
+    """Defaults (with --resume: the run's own settings), then the YAML file, then the flags given."""
+    base = _run_settings(args) if getattr(args, "resume", False) else {}
     values = read_yaml(args.config) if "config" in args else {}
     # Method options may sit at the top level of the YAML file, like their flags.
     yaml_flags = method_flags(values)
     values = {key: value for key, value in values.items() if key not in METHOD_FLAGS}
+    yaml_options = values.get("method_options") or {}
+    if not isinstance(yaml_options, dict):
+        raise VptuneError(f"method_options in '{args.config}' must be a mapping of option: value, got {yaml_options!r}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
-    options = {**values.get("method_options", {}), **yaml_flags, **method_options(args)}
-    merged = {**values, **given, "method_options": options}
+    options = {**base.get("method_options", {}), **yaml_options, **yaml_flags, **method_options(args)}
+    merged = {**base, **values, **given, "method_options": options}
     if str(merged.get("eval_split", "")).lower() == "none":
         merged["eval_split"] = ""
     return TrainConfig.from_dict(merged)
+
+
+def _run_settings(args: argparse.Namespace) -> dict:
+    """The settings recorded in the run folder being resumed (none if it has no config.yaml)."""
+    path = Path(getattr(args, "out", TrainConfig.out)) / "config.yaml"
+    return read_yaml(path) if path.is_file() else {}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,10 @@ from typing import Any
 
 import yaml
 
+from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
+from ..methods import options_from_text
+from ..values import coerce_fields, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16")
@@ -52,6 +55,11 @@ class TrainConfig:
     skip_bad_images: bool = False
     quiet: bool = False
 
+    def __post_init__(self) -> None:
+        """Raise VptuneError for a value of the wrong type (an int may stand for a float)."""
+        for name, value in coerce_fields(TrainConfig, vars(self), text=False).items():
+            setattr(self, name, value)
+
     def validate(self) -> None:
         """Raise VptuneError for values no run can use."""
         if not self.data or not self.task:
@@ -60,26 +68,45 @@ class TrainConfig:
             raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
-        for name, value in positive.items():
-            if value <= 0:
-                raise VptuneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise VptuneError("--weight-decay and --warmup-epochs must be >= 0")
-        if self.img_size is not None and self.img_size <= 0:
-            raise VptuneError(f"--img-size must be > 0, got {self.img_size}")
+        numbers = {**vars(self), **{f"method option {k}": v for k, v in self.method_options.items()}}
+        for name in non_finite(numbers):
+            raise VptuneError(f"{_flag(name)} must be a finite number, got {numbers[name]}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise VptuneError(f"{_flag(name)} must be a whole number >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise VptuneError(f"--lr must be > 0, got {self.lr}")
+        for name in ("weight_decay", "warmup_epochs", "num_workers"):
+            if getattr(self, name) < 0:
+                raise VptuneError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise VptuneError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise VptuneError(f"--grad-clip must be > 0 (a gradient norm), got {self.grad_clip}; "
+                              "leave it unset for no clipping")
+        if not 0 <= self.seed < 2**32:
+            raise VptuneError(f"--seed must be a whole number in [0, 2**32), got {self.seed}")
+        if self.img_size is not None and not 1 <= self.img_size <= MAX_IMG_SIZE:
+            raise VptuneError(f"--img-size must be in [1, {MAX_IMG_SIZE}] (a multiple of the backbone's patch "
+                              f"size), got {self.img_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build from a mapping; unknown keys raise VptuneError naming the valid ones."""
+        """Build from a mapping read from text (YAML, flags): values are parsed to each field's type.
+
+        Unknown keys raise VptuneError naming the valid ones; values that do not parse name the key.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-        return cls(**values)
+        typed = coerce_fields(cls, values, text=True)
+        if typed.get("method_options"):
+            typed["method_options"] = options_from_text(typed.get("method", cls.method), typed["method_options"])
+        return cls(**typed)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -94,6 +121,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise VptuneError(f"config file '{path}' must hold a mapping of option: value")
     return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def _flag(name: str) -> str:
+    return name if " " in name else f"--{name.replace('_', '-')}"
 
 
 def write_yaml(values: dict[str, Any], path: Path) -> None:

@@ -18,7 +18,7 @@ from .config import TrainConfig, read_yaml
 from .distributed import Dist, gather_tensors, init_distributed
 from .loaders import build_dataset, build_loader, input_spec
 from .metrics import classification_metrics
-from .runinfo import progress
+from .runinfo import progress, warn_if_slow_bf16
 
 TASK_FILE = "task.safetensors"
 
@@ -103,6 +103,7 @@ def evaluate_run(
     """Metrics of a finished run on `split` (of its own data root unless `data` is given)."""
     config = run_config(run_dir)
     torch_device = pick_device(device)
+    warn_if_slow_bf16(torch_device, config.precision)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
     spec = input_spec(model.backbone, config.protocol)  # as training built it

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ..errors import MethodError
 from ..model import TunedModel
+from ..values import coerce_fields, non_finite
 
 _REGISTRY: dict[str, "Method"] = {}
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
@@ -32,7 +33,16 @@ class Method(ABC):
     summary: ClassVar[str] = ""
 
     def parse_options(self, given: dict[str, Any]) -> Any:
-        """Options dataclass from keyword options; unknown names raise MethodError."""
+        """Options dataclass from keyword options; unknown names, wrong types and bad values raise MethodError."""
+        typed = self.typed_options(given, text=False)
+        for name in non_finite(typed):
+            raise MethodError(f"{self.name} option {name} must be a finite number, got {typed[name]}")
+        options = self.Options(**typed)
+        self.validate(options)
+        return options
+
+    def typed_options(self, given: dict[str, Any], *, text: bool) -> dict[str, Any]:
+        """`given` checked against the Options field types; `text`: values read from YAML or flags are parsed."""
         known = {f.name for f in dataclasses.fields(self.Options)}
         unknown = sorted(set(given) - known)
         if unknown:
@@ -40,9 +50,7 @@ class Method(ABC):
                 f"method '{self.name}' has no option {', '.join(unknown)}; "
                 f"its options are: {', '.join(sorted(known)) or 'none'}"
             )
-        options = self.Options(**given)
-        self.validate(options)
-        return options
+        return coerce_fields(self.Options, given, text=text, error=MethodError, label=f"{self.name} option ")
 
     def validate(self, options: Any) -> None:
         """Raise MethodError for option values that cannot work."""
@@ -67,6 +75,11 @@ def register(method_cls: type[Method]) -> type[Method]:
 def available_methods() -> list[str]:
     """Registered method names (numbered ones as `name-k`)."""
     return sorted(_REGISTRY)
+
+
+def options_from_text(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Options of `method` read from YAML or `--option KEY=VALUE`, typed like its Options fields."""
+    return get_method(method)[0].typed_options(given, text=True)
 
 
 def get_method(name: str) -> tuple[Method, dict[str, Any]]:
