@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from torch import nn
@@ -12,6 +11,7 @@ from .backbones import BackboneRef, build_backbone, freeze
 from .errors import MethodError
 from .methods import get_method
 from .model import TunedModel
+from .values import coerce_fields, json_shaped
 
 
 def create(
@@ -31,9 +31,13 @@ def create(
 
     `backbone` is `dinov2-s14-imgfocus`, a timm model name, a checkpoint path (with `arch`),
     or an already built timm model (recorded as `backbone_id`). Method options are keyword
-    arguments, e.g. `num_prompts=50`. Raises BackboneError or MethodError.
+    arguments, e.g. `num_prompts=50`. Raises BackboneError or MethodError (also for arguments
+    of the wrong type).
     """
-    if not isinstance(num_classes, int) or num_classes < 1:
+    coerce_fields(create, {"backbone": backbone, "method": method, "num_classes": num_classes,
+                           "pretrained": pretrained, "img_size": img_size, "arch": arch, "allow_keys": allow_keys,
+                           "class_names": class_names, "backbone_id": backbone_id}, text=False, error=MethodError)
+    if num_classes < 1:
         raise MethodError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
     if class_names is not None and len(class_names) != num_classes:
         raise MethodError(f"{len(class_names)} class names given for {num_classes} classes")
@@ -52,5 +56,5 @@ def create(
     )
     tuning.attach(model, options)
     # JSON-shaped (tuples become lists) so the options round-trip through files unchanged.
-    model.config["options"] = json.loads(json.dumps(dataclasses.asdict(options)))
+    model.config["options"] = json_shaped(dataclasses.asdict(options))
     return model

@@ -17,8 +17,12 @@ from ._version import __version__
 from .backbones import build_backbone, fingerprint
 from .errors import CheckpointMismatchError, VptuneError
 from .model import TunedModel
+from .values import coerce_fields
 
 FORMAT = "vptune-task/1"
+# What `load` and `vptune info` read from a per-task file's description.
+DESCRIPTION_KEYS = ("method", "options", "num_classes", "class_names", "backbone", "arch", "img_size", "pretrained",
+                    "backbone_fingerprint", "vptune_version")
 
 
 def task_file_contents(model: TunedModel) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -45,6 +49,7 @@ def save(model: TunedModel, path: str | os.PathLike) -> Path:
     """
     if not isinstance(model, TunedModel):
         raise VptuneError(f"save takes a model made by vptune.create or vptune.load, got {type(model).__name__}")
+    coerce_fields(save, {"path": path}, text=False)
     path = Path(path)
     tensors, metadata = task_file_contents(model)
     bad = non_finite_tensors(tensors)
@@ -68,6 +73,7 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON description stored in a per-task file, without loading its tensors."""
     from safetensors import safe_open
 
+    coerce_fields(read_description, {"path": path}, text=False)
     path = Path(path)
     if not path.is_file():
         raise VptuneError(f"per-task file '{path}' does not exist")
@@ -78,7 +84,16 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
         raise VptuneError(f"'{path}' is not a safetensors file: {exc}") from exc
     if "vptune" not in metadata:
         raise VptuneError(f"'{path}' is a safetensors file but not a vptune per-task file")
-    return json.loads(metadata["vptune"])
+    try:
+        description = json.loads(metadata["vptune"])
+    except json.JSONDecodeError as exc:
+        raise VptuneError(f"'{path}' has a damaged vptune description (invalid JSON: {exc}); "
+                          "save the model again") from exc
+    missing = [key for key in DESCRIPTION_KEYS if key not in description] if isinstance(description, dict) else ["all"]
+    if missing:
+        raise VptuneError(f"'{path}' has a damaged vptune description (missing {', '.join(missing)}); "
+                          "save the model again")
+    return description
 
 
 def load(
@@ -95,6 +110,7 @@ def load(
     """
     from .api import create
 
+    coerce_fields(load, {"path": path, "backbone": backbone}, text=False)
     description = read_description(path)
     if not isinstance(backbone, nn.Module):
         backbone, _ = build_backbone(

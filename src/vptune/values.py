@@ -8,6 +8,7 @@ Values given in Python must already have the declared type (an int may stand for
 
 from __future__ import annotations
 
+import json
 import math
 import types
 import typing
@@ -18,9 +19,9 @@ from .errors import VptuneError
 _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
-def coerce_fields(cls: type, values: dict[str, Any], *, text: bool, error: type[VptuneError] = VptuneError,
+def coerce_fields(cls: Any, values: dict[str, Any], *, text: bool, error: type[VptuneError] = VptuneError,
                   label: str = "") -> dict[str, Any]:
-    """`values` with each one coerced to the type of the dataclass field of `cls` it names."""
+    """`values` with each one coerced to the type its name has in `cls` (a dataclass's field, a function's argument)."""
     hints = typing.get_type_hints(cls)
     return {name: coerce(value, hints[name], f"{label}{name}", text=text, error=error) if name in hints else value
             for name, value in values.items()}
@@ -36,8 +37,15 @@ def coerce(value: Any, annotation: Any, name: str, *, text: bool, error: type[Vp
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return coerce(value, inner, name, text=text, error=error)
+        choices = [a for a in args if a is not type(None)]
+        if len(choices) == 1:
+            return coerce(value, choices[0], name, text=text, error=error)
+        for choice in choices:
+            try:
+                return coerce(value, choice, name, text=text, error=error)
+            except VptuneError:
+                pass
+        raise error(f"{name} must be {' or '.join(map(_type_word, choices))}, got {value!r}")
     if annotation is Any:
         return value
     if origin in (list, tuple):
@@ -81,16 +89,30 @@ def _scalar(value: Any, kind: type, name: str, text: bool, error: type[VptuneErr
             return value
         if text and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # `task: 123` names the folder 123, as the flag would
-    else:
+    elif isinstance(value, kind):
         return value
-    raise error(f"{name} must be {_TYPE_WORDS[kind]}, got {value!r}")
+    raise error(f"{name} must be {_type_word(kind)}, got {value!r}")
+
+
+def _type_word(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return _TYPE_WORDS.get(kind, f"a {getattr(kind, '__name__', kind)}")
 
 
 def _example(annotation: Any) -> str:
     args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
     if args and all(a is int for a in args):
         return "e.g. [1, 6]"
-    return "e.g. [qkv, proj]"
+    return "e.g. [a, b]"
+
+
+def json_shaped(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as they come back from a JSON or YAML file (tuples become lists), so options round-trip unchanged."""
+    return json.loads(json.dumps(values))
 
 
 def non_finite(values: dict[str, Any]) -> list[str]:

@@ -39,7 +39,11 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise VptuneError(f"--option takes KEY=VALUE, got '{item}'")
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise VptuneError(f"--option {key}: cannot read '{value}'; write a number, a word or a list "
+                              "like [qkv, proj]") from None
     return options
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..accounting import StorageReport, storage_report
+from ..methods import options_from_text
 from .options import add_method_options, method_options
 
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         img_size=args.img_size,
         arch=args.arch,
-        **method_options(args),
+        **options_from_text(args.method, method_options(args)),
     )
     print(format_report(report))
     return 0

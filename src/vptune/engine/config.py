@@ -12,7 +12,7 @@ import yaml
 from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
 from ..methods import options_from_text
-from ..values import coerce_fields, non_finite
+from ..values import coerce_fields, json_shaped, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16")
@@ -99,13 +99,16 @@ class TrainConfig:
 
         Unknown keys raise VptuneError naming the valid ones; values that do not parse name the key.
         """
+        if not isinstance(values, dict):
+            raise VptuneError(f"a config is a mapping of key: value, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
         typed = coerce_fields(cls, values, text=True)
         if typed.get("method_options"):
-            typed["method_options"] = options_from_text(typed.get("method", cls.method), typed["method_options"])
+            options = options_from_text(typed.get("method", cls.method), typed["method_options"])
+            typed["method_options"] = json_shaped(options)
         return cls(**typed)
 
 
@@ -116,10 +119,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise VptuneError(f"config file '{path}' does not exist")
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise VptuneError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(values, dict):
         raise VptuneError(f"config file '{path}' must hold a mapping of option: value")
+    bad = [key for key in values if not isinstance(key, str)]
+    if bad:
+        raise VptuneError(f"config file '{path}' has key {bad[0]!r}; keys are option names such as batch_size")
     return {key.replace("-", "_"): value for key, value in values.items()}
 
 

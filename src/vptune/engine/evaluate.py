@@ -101,6 +101,8 @@ def evaluate_run(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a finished run on `split` (of its own data root unless `data` is given)."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise VptuneError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
     config = run_config(run_dir)
     torch_device = pick_device(device)
     warn_if_slow_bf16(torch_device, config.precision)

@@ -45,6 +45,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     VptuneError naming it. Raises VptuneError (TrainingError) for unusable settings, a folder
     that is not a run's, a run folder another run is writing, and a diverging run.
     """
+    if not isinstance(config, TrainConfig):
+        raise VptuneError(f"train takes a TrainConfig, got {type(config).__name__}")
     run_dir = Path(config.out)
     check_out_folder(run_dir)
     if resume:
