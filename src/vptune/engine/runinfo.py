@@ -40,13 +40,13 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
     return info
 
 
-def cpu_native_bf16() -> bool | None:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo); None if unknown.
+def cpu_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX flags in `cpuinfo`); None if unknown.
 
     Without it torch emulates bf16 arithmetic, which is slower than fp32.
     """
     try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
+        flags = set(cpuinfo.read_text().split())
     except OSError:
         return None
     return bool({"avx512_bf16", "amx_bf16"} & flags)
