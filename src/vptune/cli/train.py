@@ -103,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in fields}
     options = {**base.get("method_options", {}), **yaml_options, **yaml_flags, **method_options(args)}
     merged = {**base, **values, **given, "method_options": options}
-    if str(merged.get("eval_split", "")).lower() == "none":
+    if isinstance(merged.get("eval_split"), str) and merged["eval_split"].lower() == "none":
         merged["eval_split"] = ""
     return TrainConfig.from_dict(merged)
 
