@@ -32,6 +32,7 @@ CASES = [
     (train_with("--lr", "nan"), "--lr must be a finite number, got nan"),
     (train_with("--lr", "inf"), "--lr must be a finite number, got inf"),
     (train_with("--lr", "-1"), "--lr must be > 0, got -1.0"),
+    (train_with("--lr", "1e300"), "--lr and --weight-decay must be at most 3.4e+38 (the float32 range), got 1e+300"),
     (train_with("--weight-decay", "nan"), "--weight-decay must be a finite number"),
     (train_with("--weight-decay", "-1"), "--weight-decay must be >= 0"),
     (train_with("--momentum", "1.5"), "--momentum must be in [0, 1), got 1.5"),

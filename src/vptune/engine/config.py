@@ -16,6 +16,7 @@ from ..values import coerce_fields, json_shaped, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16")
+FLOAT32_MAX = 3.4028234663852886e38  # optimizers keep their settings as float32 numbers
 
 
 @dataclass
@@ -76,6 +77,9 @@ class TrainConfig:
                 raise VptuneError(f"{_flag(name)} must be a whole number >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise VptuneError(f"--lr must be > 0, got {self.lr}")
+        if max(self.lr, self.weight_decay) > FLOAT32_MAX:
+            raise VptuneError(f"--lr and --weight-decay must be at most {FLOAT32_MAX:.3g} (the float32 range), "
+                              f"got {max(self.lr, self.weight_decay)}")
         for name in ("weight_decay", "warmup_epochs", "num_workers"):
             if getattr(self, name) < 0:
                 raise VptuneError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")

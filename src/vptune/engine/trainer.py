@@ -152,6 +152,7 @@ class _Run:
         started = time.time()
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
+            self._check_finite(epoch, row["lr"])
             if self.eval_set is not None:
                 metrics = evaluate_split(self.net, self._loader(self.eval_set, epoch, shuffle=False), self.device,
                                          self.ctx, precision=self.config.precision, show=self.show,
@@ -159,7 +160,6 @@ class _Run:
                 row.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
                 self._select(epoch, metrics["top1"])
             row["seconds"] = round(time.time() - started, 2)
-            self._check_finite(epoch, row["lr"])
             if self.ctx.is_main:
                 self.log.append(row)
                 save_checkpoint(self.run_dir, self._state(epoch + 1))
