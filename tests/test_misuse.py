@@ -155,7 +155,7 @@ def test_there_are_at_least_forty_cases():
     assert len(CASES) >= 40
 
 
-@pytest.mark.parametrize("argv, fragment", CASES, ids=[" ".join(a[-4:])[:60] or "no-command" for a, _ in CASES])
+@pytest.mark.parametrize("argv, fragment", CASES, ids=[" ".join(x for x in a if x not in BASE)[:70] or "no-command" for a, _ in CASES])
 def test_misuse_is_one_line(misuse_dir, capsys, argv, fragment):
     before = sorted(p.relative_to(misuse_dir) for p in misuse_dir.rglob("*"))
     try:
