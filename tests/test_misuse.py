@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import vptune
+import vptune.cli.params
 from vptune.engine import TrainConfig, train
 from vptune.engine.config import write_yaml
 from vptune.errors import VptuneError
@@ -54,6 +55,7 @@ CASES = [
     (train_with("--precision", "fp16"), "precision 'fp16' is not one of: fp32, bf16"),
     (train_with("--device", "tpu"), "unknown device 'tpu'"),
     (train_with("--bogus-flag"), "unrecognized arguments: --bogus-flag"),
+    (train_with("--arch", "vit_tiny_patch16_224"), "--arch names the architecture of a checkpoint file"),
     # method options
     (train_with("--method", "vpt-deep", "--prompt-dropout", "nan"), "method option prompt_dropout must be a finite number"),
     (train_with("--method", "lora", "--option", "alpha=.nan"), "method option alpha must be a finite number"),
@@ -241,3 +243,27 @@ def test_save_that_cannot_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         vptune.save("model", tmp_path / "task.safetensors")
     with pytest.raises(VptuneError, match="path must be a string or a PathLike, got 123"):
         vptune.load(123)
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                 "you tried to allocate 768000000000 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError(),
+], ids=["torch-allocator", "python"])
+def test_out_of_memory_is_one_line(monkeypatch, capsys, failure):
+    def too_big(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(vptune.cli.params, "storage_report", too_big)
+    code = main(["params", "--backbone", "vit_tiny_patch16_224", "--method", "linear", "--num-classes", "1000000000"])
+    line = assert_one_line_error(code, capsys.readouterr().err, "out of memory", "use a smaller --batch-size")
+    assert "enforce fail" not in line
+
+
+def test_other_runtime_errors_are_not_hidden(monkeypatch):
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug, not a misuse")
+
+    monkeypatch.setattr(vptune.cli.params, "storage_report", bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["params", "--backbone", "vit_tiny_patch16_224", "--method", "linear"])

@@ -118,3 +118,14 @@ def test_environment_records_cpu_bf16_support(small_digits_root, tmp_path, capsy
     assert vptune(capsys, "train", "--data", small_digits_root, "--task", "digits", *FAST, "--out", out)[0] == 0
     environment = json.loads((out / "environment.json").read_text())
     assert environment["cpu_native_bf16"] is runinfo.cpu_native_bf16()
+
+
+def test_a_warm_up_longer_than_the_run_ends_with_it(small_digits_root, tmp_path, capsys):
+    runs = {}
+    for warmup in ("1", "1e308"):  # 1e308 epochs of steps is no whole number of steps
+        out = tmp_path / warmup
+        code, _, err = vptune(capsys, "train", "--data", small_digits_root, "--task", "digits", *FAST,
+                              "--warmup-epochs", warmup, "--out", out)
+        assert code == 0 and err == ""
+        runs[warmup] = [row.split(",")[:4] for row in (out / "metrics.csv").read_text().splitlines()]
+    assert runs["1e308"] == runs["1"]

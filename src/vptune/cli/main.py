@@ -83,7 +83,8 @@ def _out_of_memory(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     # torch's CPU allocator message starts with an "[enforce fail at ...]" prefix; keep the sentence.
-    return (text.split("] ")[-1].splitlines()[0] if text else type(exc).__name__)[:200]
+    text = text[text.find("can't allocate memory"):] if "can't allocate memory" in text else text
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 if __name__ == "__main__":

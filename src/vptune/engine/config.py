@@ -65,6 +65,9 @@ class TrainConfig:
         """Raise VptuneError for values no run can use."""
         if not self.data or not self.task:
             raise VptuneError("a run needs --data ROOT and --task NAME")
+        if self.arch is not None and not Path(self.backbone).exists():
+            raise VptuneError(f"--arch names the architecture of a checkpoint file given as --backbone, but "
+                              f"'{self.backbone}' is no file; drop --arch or give the checkpoint's path")
         if self.optimizer not in OPTIMIZERS:
             raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
@@ -120,7 +123,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Key/value mapping from a YAML config file (keys are TrainConfig field names)."""
     path = Path(path)
     if not path.is_file():
-        raise VptuneError(f"config file '{path}' does not exist")
+        raise VptuneError(f"config file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; "
+                          "pass a YAML file")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -71,7 +71,10 @@ def run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise VptuneError(f"'{run_dir}' is not a vptune run folder (no config.yaml)")
-    return TrainConfig.from_dict(read_yaml(path))
+    try:
+        return TrainConfig.from_dict(read_yaml(path))
+    except VptuneError as exc:
+        raise VptuneError(f"run folder '{run_dir}' has a config.yaml vptune cannot use: {exc}") from exc
 
 
 def load_run_model(run_dir: str | Path, config: TrainConfig) -> TunedModel:

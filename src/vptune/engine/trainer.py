@@ -95,7 +95,8 @@ class _Run:
         # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
         self.steps_per_epoch = len(self._loader(self.train_set, 0, shuffle=True))
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.warmup_steps = min(self.total_steps - 1, round(config.warmup_epochs * self.steps_per_epoch))
+        warmup_epochs = min(config.warmup_epochs, config.epochs)  # a longer warm-up ends with the run
+        self.warmup_steps = min(self.total_steps - 1, round(warmup_epochs * self.steps_per_epoch))
         # Resize-only transforms give the same features every epoch: compute them once.
         self.features_cached = config.cache_features and trains_head_only(self.model) and config.protocol == "vtab"
         trained = self.model
