@@ -61,7 +61,7 @@ def test_run_folder_holds_every_record(run):
     run_dir, _ = run
     assert {p.name for p in run_dir.iterdir()} == {
         "config.yaml", "environment.json", "metrics.csv", "tensorboard", "checkpoint.pt", "task.safetensors",
-        "summary.json",
+        "summary.json", ".lock",
     }
     config = run_config(run_dir)  # re-loads as a TrainConfig
     assert isinstance(config, TrainConfig)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from ..errors import VptuneError
+from ..methods import available_methods, get_method
 
 # Method options that have a flag of their own (a YAML config may give them at top level too).
 METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output")
@@ -17,19 +19,38 @@ METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "l
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """Flags for the method's options; unset flags leave the method's own defaults."""
     group = parser.add_argument_group("method options")
-    group.add_argument("--num-prompts", type=int, default=argparse.SUPPRESS, help="prompt tokens per block (10)")
+    group.add_argument("--num-prompts", type=int, default=argparse.SUPPRESS,
+                       help="prompt tokens per block (default: 10 on a ViT, the family's default otherwise)")
     group.add_argument("--prompt-dropout", type=float, default=argparse.SUPPRESS,
-                       help="dropout on prompts (0.1 deep, 0 shallow)")
+                       help="dropout on prompts (default: 0.1 deep, 0 shallow)")
     group.add_argument("--prompt-dim", type=int, default=argparse.SUPPRESS,
-                       help="learn prompts of this size and project them to the model width")
+                       help="learn prompts of this size and project them to the model width (default: the model width)")
     group.add_argument("--deep-blocks", default=argparse.SUPPRESS, metavar="I-J",
-                       help="prompt only blocks I..J (1-based, inclusive), e.g. 1-6")
+                       help="prompt only blocks I..J (1-based, inclusive), e.g. 1-6 (default: every block)")
     group.add_argument("--location", default=argparse.SUPPRESS,
-                       help="prepend (default), add, prepend-pixel, concat-channel")
+                       help="prepend, add, prepend-pixel, concat-channel (default: prepend)")
     group.add_argument("--output", default=argparse.SUPPRESS,
-                       help="features the head reads: cls (default), image-pool, prompt-pool, global-pool")
+                       help="features the head reads: cls, image-pool, prompt-pool, global-pool (default: cls)")
     group.add_argument("--option", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
-                       help="any other method option, e.g. --option reduction=8 (repeatable)")
+                       help="any other method option, e.g. --option reduction=8, --option target_modules=[qkv,proj] "
+                       "(repeatable; each method's options and defaults are listed at the end)")
+
+
+def methods_help() -> str:
+    """One line per registered method: its name, its options with their defaults, what it tunes."""
+    lines = []
+    for name in available_methods():
+        method, _ = get_method(name)
+        options = [f"{f.name}={_shown_default(f)}" for f in dataclasses.fields(method.Options)]
+        lines.append(f"  {name:<14} {' '.join(options) or '(no options)'}")
+    return "\n".join(lines)
+
+
+def _shown_default(field: dataclasses.Field) -> str:
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if value is None:
+        return "auto"  # chosen from the backbone and method when the model is built
+    return f"[{','.join(value)}]" if isinstance(value, tuple) else str(value)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +82,11 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise VptuneError(f"{flag} takes KEY=VALUE, got '{item}'")
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise VptuneError(f"{flag} {key}: cannot read '{value}'; write a number, a word or a list "
+                              "like [qkv, proj]") from None
     return options
 
 

@@ -9,11 +9,15 @@ from typing import Any
 
 import yaml
 
+from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
+from ..methods import options_from_text
+from ..values import coerce_fields, json_shaped, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly")
 PRECISIONS = ("fp32", "bf16")
+FLOAT32_MAX = 3.4028234663852886e38  # optimizers keep their settings as float32 numbers
 
 
 @dataclass
@@ -60,10 +64,18 @@ class TrainConfig:
     skip_bad_images: bool = False
     quiet: bool = False
 
+    def __post_init__(self) -> None:
+        """Raise VptuneError for a value of the wrong type (an int may stand for a float)."""
+        for name, value in coerce_fields(TrainConfig, vars(self), text=False).items():
+            setattr(self, name, value)
+
     def validate(self) -> None:
         """Raise VptuneError for values no run can use."""
         if not self.data or not self.task:
             raise VptuneError("a run needs --data ROOT and --task NAME")
+        if self.arch is not None and not Path(self.backbone).exists():
+            raise VptuneError(f"--arch names the architecture of a checkpoint file given as --backbone, but "
+                              f"'{self.backbone}' is no file; drop --arch or give the checkpoint's path")
         if self.optimizer not in OPTIMIZERS:
             raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -72,40 +84,73 @@ class TrainConfig:
             raise VptuneError("--poly-power and --head-lr-multiplier must be > 0 and --min-lr >= 0")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
-        for name, value in positive.items():
-            if value <= 0:
-                raise VptuneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise VptuneError("--weight-decay and --warmup-epochs must be >= 0")
-        if self.img_size is not None and self.img_size <= 0:
-            raise VptuneError(f"--img-size must be > 0, got {self.img_size}")
+        numbers = {**vars(self), **{f"method option {k}": v for k, v in self.method_options.items()}}
+        for name in non_finite(numbers):
+            raise VptuneError(f"{_flag(name)} must be a finite number, got {numbers[name]}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise VptuneError(f"{_flag(name)} must be a whole number >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise VptuneError(f"--lr must be > 0, got {self.lr}")
+        if max(self.lr, self.weight_decay) > FLOAT32_MAX:
+            raise VptuneError(f"--lr and --weight-decay must be at most {FLOAT32_MAX:.3g} (the float32 range), "
+                              f"got {max(self.lr, self.weight_decay)}")
+        for name in ("weight_decay", "warmup_epochs", "num_workers"):
+            if getattr(self, name) < 0:
+                raise VptuneError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise VptuneError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise VptuneError(f"--grad-clip must be > 0 (a gradient norm), got {self.grad_clip}; "
+                              "leave it unset for no clipping")
+        if not 0 <= self.seed < 2**32:
+            raise VptuneError(f"--seed must be a whole number in [0, 2**32), got {self.seed}")
+        if self.img_size is not None and not 1 <= self.img_size <= MAX_IMG_SIZE:
+            raise VptuneError(f"--img-size must be in [1, {MAX_IMG_SIZE}] (a multiple of the backbone's patch "
+                              f"size), got {self.img_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build from a mapping; unknown keys raise VptuneError naming the valid ones."""
+        """Build from a mapping read from text (YAML, flags): values are parsed to each field's type.
+
+        Unknown keys raise VptuneError naming the valid ones; values that do not parse name the key.
+        """
+        if not isinstance(values, dict):
+            raise VptuneError(f"a config is a mapping of key: value, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-        return cls(**values)
+        typed = coerce_fields(cls, values, text=True)
+        if typed.get("method_options"):
+            options = options_from_text(typed.get("method", cls.method), typed["method_options"])
+            typed["method_options"] = json_shaped(options)
+        return cls(**typed)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Key/value mapping from a YAML config file (keys are TrainConfig field names)."""
     path = Path(path)
     if not path.is_file():
-        raise VptuneError(f"config file '{path}' does not exist")
+        raise VptuneError(f"config file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; "
+                          "pass a YAML file")
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise VptuneError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(values, dict):
         raise VptuneError(f"config file '{path}' must hold a mapping of option: value")
+    bad = [key for key in values if not isinstance(key, str)]
+    if bad:
+        raise VptuneError(f"config file '{path}' has key {bad[0]!r}; keys are option names such as batch_size")
     return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def _flag(name: str) -> str:
+    return name if " " in name else f"--{name.replace('_', '-')}"
 
 
 def write_yaml(values: dict[str, Any], path: Path) -> None:
