@@ -37,7 +37,7 @@ logger = logging.getLogger("vptune")
 # Settings that may change when a run is resumed: they do not affect its result.
 RUNTIME_KEYS = ("quiet", "device", "num_workers")
 # Settings a run resolves when it starts; left unset (None) on resume they keep the run's values.
-RESOLVED_KEYS = ("train_split", "eval_split", "protocol", "img_size")
+RESOLVED_KEYS = ("train_split", "eval_split", "protocol", "img_size", "head")
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
@@ -329,8 +329,9 @@ def _resumed_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     changed = []
     for key, old in saved.to_dict().items():
         new = getattr(config, key)
-        if key == "method_options":
-            changed += [(f"method option {k}", old.get(k), v) for k, v in new.items() if old.get(k) != v]
+        if key in ("method_options", "head_options"):
+            kind = key.split("_")[0]
+            changed += [(f"{kind} option {k}", old.get(k), v) for k, v in new.items() if old.get(k) != v]
         elif key not in RUNTIME_KEYS + ("out",) and new != old and not (key in RESOLVED_KEYS and new is None):
             changed.append((key, old, new))
     if changed:
