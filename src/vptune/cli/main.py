@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import VptuneError
-from . import data, demo, evaluate, info, params, predict, train
+from . import data, demo, evaluate, info, params, predict, sweep, train
 
-SUBCOMMANDS = (train, evaluate, predict, info, params, data, demo)
+SUBCOMMANDS = (train, sweep, evaluate, predict, info, params, data, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Command-line options shared by subcommands: method options and their parsing."""
+"""Command-line options shared by subcommands: training settings, method options and their parsing."""
 
 from __future__ import annotations
 
@@ -8,10 +8,46 @@ from typing import Any
 
 import yaml
 
+from ..engine import TrainConfig
 from ..errors import VptuneError
 
 # Method options that have a flag of their own (a YAML config may give them at top level too).
 METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output")
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Flags of the settings every run shares: backbone, method options, optimisation, runtime."""
+    defaults = TrainConfig()
+    parser.add_argument("--protocol", help="transforms: vtab (resize) or fgvc (crop+flip); default from the layout")
+    parser.add_argument("--backbone", help=f"backbone id, timm name or checkpoint path ({defaults.backbone})")
+    parser.add_argument("--arch", help="timm architecture of a checkpoint given as --backbone")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                        help="random backbone weights (for tests and timing)")
+    parser.add_argument("--allow-key", dest="allow_keys", action="append",
+                        help="accept this missing/unexpected checkpoint key or prefix (repeatable)")
+    add_method_options(parser)
+    parser.add_argument("--img-size", type=int, help="input size (default: the backbone's; 224 for the offline one)")
+    parser.add_argument("--epochs", type=int, help=f"epochs ({defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"global batch size ({defaults.batch_size})")
+    parser.add_argument("--optimizer", help=f"adamw or sgd ({defaults.optimizer})")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the method's, see README)")
+    parser.add_argument("--scale-lr", action="store_true", help="multiply --lr by batch/256 (the paper's convention)")
+    parser.add_argument("--weight-decay", type=float, help=f"weight decay on weights ({defaults.weight_decay})")
+    parser.add_argument("--train-fraction", type=float,
+                        help="train on this seeded, class-stratified share of the training split (1.0)")
+    parser.add_argument("--decay-tuned-tokens", action="store_true", help="also decay prompts and other tokens")
+    parser.add_argument("--momentum", type=float, help=f"SGD momentum ({defaults.momentum})")
+    parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length ({defaults.warmup_epochs})")
+    parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the model through torch.compile (slow first step; see docs/performance.md)")
+    parser.add_argument("--no-cache-features", dest="cache_features", action="store_false",
+                        help="run the frozen backbone every epoch even when only the head trains")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--num-workers", type=int, help="data loader processes (0)")
+    parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and count them")
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:

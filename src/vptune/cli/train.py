@@ -9,7 +9,7 @@ import json
 from ..engine import TrainConfig, train
 from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
-from .options import METHOD_FLAGS, add_method_options, method_flags, method_options
+from .options import METHOD_FLAGS, add_training_options, method_flags, method_options
 
 
 def register(subparsers) -> None:
@@ -25,36 +25,9 @@ def register(subparsers) -> None:
     parser.add_argument("--task", help="task folder name (VTAB-1k, FGVC json or class folders; aliases accepted)")
     parser.add_argument("--train-split", help="split to train on (train800 for VTAB-1k, else train)")
     parser.add_argument("--eval-split", help="validation split chosen by best top-1 (val200 / val); 'none' for none")
-    parser.add_argument("--protocol", help="transforms: vtab (resize) or fgvc (crop+flip); default from the layout")
-    parser.add_argument("--backbone", help=f"backbone id, timm name or checkpoint path ({defaults.backbone})")
-    parser.add_argument("--arch", help="timm architecture of a checkpoint given as --backbone")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                        help="random backbone weights (for tests and timing)")
-    parser.add_argument("--allow-key", dest="allow_keys", action="append",
-                        help="accept this missing/unexpected checkpoint key or prefix (repeatable)")
     parser.add_argument("--method", help=f"tuning method ({defaults.method})")
-    add_method_options(parser)
-    parser.add_argument("--img-size", type=int, help="input size (default: the backbone's; 224 for the offline one)")
-    parser.add_argument("--epochs", type=int, help=f"epochs ({defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"global batch size ({defaults.batch_size})")
-    parser.add_argument("--optimizer", help=f"adamw or sgd ({defaults.optimizer})")
-    parser.add_argument("--lr", type=float, help=f"peak learning rate ({defaults.lr})")
-    parser.add_argument("--scale-lr", action="store_true", help="multiply --lr by batch/256 (the paper's convention)")
-    parser.add_argument("--weight-decay", type=float, help=f"weight decay on weights ({defaults.weight_decay})")
-    parser.add_argument("--decay-tuned-tokens", action="store_true", help="also decay prompts and other tokens")
-    parser.add_argument("--momentum", type=float, help=f"SGD momentum ({defaults.momentum})")
-    parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length ({defaults.warmup_epochs})")
-    parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
-    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
-    parser.add_argument("--compile", action="store_true",
-                        help="run the model through torch.compile (slow first step; see docs/performance.md)")
-    parser.add_argument("--no-cache-features", dest="cache_features", action="store_false",
-                        help="run the frozen backbone every epoch even when only the head trains")
+    add_training_options(parser)
     parser.add_argument("--seed", type=int, help=f"seed of data order, dropout and init ({defaults.seed})")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--num-workers", type=int, help="data loader processes (0)")
-    parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and count them")
     parser.add_argument("--out", help=f"run folder ({defaults.out})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")

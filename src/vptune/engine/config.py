@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import VptuneError
+from ..methods import get_method
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16")
@@ -17,7 +18,12 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's result. lr and epochs follow the runs in docs/results.md."""
+    """Everything that decides a run's result.
+
+    `lr` None means the method's default (`default_lr`), resolved by the engine and recorded
+    in the run's config.yaml. `train_fraction` < 1 trains on a seeded, class-stratified share
+    of the training split (the data-scale study).
+    """
 
     data: str = ""
     task: str = ""
@@ -35,9 +41,10 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adamw"
-    lr: float = 5e-3
+    lr: float | None = None
     scale_lr: bool = False
     weight_decay: float = 1e-4
+    train_fraction: float = 1.0
     decay_tuned_tokens: bool = False
     momentum: float = 0.9
     warmup_epochs: float = 1.0
@@ -62,10 +69,12 @@ class TrainConfig:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         for name, value in positive.items():
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise VptuneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         if self.weight_decay < 0 or self.warmup_epochs < 0:
             raise VptuneError("--weight-decay and --warmup-epochs must be >= 0")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise VptuneError(f"--train-fraction must lie in (0, 1], got {self.train_fraction}")
         if self.img_size is not None and self.img_size <= 0:
             raise VptuneError(f"--img-size must be > 0, got {self.img_size}")
 
@@ -80,6 +89,20 @@ class TrainConfig:
         if unknown:
             raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+# Default peak learning rates (AdamW), by registered method name. Methods that train only new
+# tensors (prompts, heads, a side network) take larger steps than methods that move pretrained
+# weights; README "Default learning rates" gives the runs behind these values.
+DEFAULT_LR = {
+    "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
+    "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
+}
+
+
+def default_lr(method: str) -> float:
+    """The default peak learning rate of `method` (e.g. 'partial-4' reads the 'partial-k' entry)."""
+    return DEFAULT_LR[get_method(method)[0].name]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
