@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise VptuneError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(values, dict):
         raise VptuneError(f"config file '{path}' must hold a mapping of option: value")
-    return {key.replace("-", "_"): value for key, value in values.items()}
+    return {key.replace("-", "_"): _numbers(value) for key, value in values.items()}
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """Floats YAML 1.1 leaves as text (`1e-4`; it wants `1.0e-4`), also inside lists and mappings."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 def write_yaml(values: dict[str, Any], path: Path) -> None:

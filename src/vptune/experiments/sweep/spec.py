@@ -144,6 +144,8 @@ def _settings(values: dict[str, Any], where: str) -> dict[str, Any]:
 def _axes(values: Any, where: str) -> dict[str, list[Any]]:
     if not isinstance(values, dict):
         raise VptuneError(f"{where} must map a setting to a list of values, e.g. {{lr: [0.01, 0.001]}}")
+    if "seed" in values:
+        raise VptuneError(f"seed in {where}: seeds are not tuned; the final runs use --seeds")
     axes = {}
     for key, options in _settings(values, where).items():
         options = options if isinstance(options, list) else [options]
