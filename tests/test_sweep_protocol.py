@@ -279,3 +279,19 @@ def test_cli_sweep_from_yaml_and_flags(two_tasks, tmp_path, capsys):
 def test_bad_sweeps_end_in_one_line(two_tasks, tmp_path, change, message):
     with pytest.raises(VptuneError, match=message):
         run_sweep(build_spec(small_values(two_tasks, tmp_path, **change)), show=False)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--grid", "lr"], "grid values take [METHOD:]KEY=V1,V2"),
+    (["--grid", "vpt-deep:num_prompts=1,5"], "names method 'vpt-deep', which the sweep does not run"),
+    (["--select", "best"], "invalid choice"),
+])
+def test_cli_misuse_ends_in_one_line(two_tasks, tmp_path, capsys, flags, message):
+    try:
+        code = main(["sweep", "--data", str(two_tasks), "--task", "digits", "--method", "linear",
+                     "--out", str(tmp_path), *flags])
+    except SystemExit as exit_info:  # argparse's own usage errors
+        code = exit_info.code
+    assert code != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -116,7 +116,7 @@ def _config(spec: SweepSpec, task: TaskSpec, method: MethodSpec, setting: dict[s
     return config
 
 
-def run_trial(trial: Trial, device: str | None = None) -> dict[str, Any]:
+def run_trial(trial: Trial) -> dict[str, Any]:
     """Train (or resume) and evaluate one trial; return its record, also kept as `result.json`.
 
     A trial whose record exists is not run again. A loss that turns non-finite ends the trial
@@ -126,7 +126,7 @@ def run_trial(trial: Trial, device: str | None = None) -> dict[str, Any]:
     if (run_dir / RESULT).is_file():
         return json.loads((run_dir / RESULT).read_text())
     started = time.time()
-    config = TrainConfig.from_dict({**trial.config, **({"device": device} if device else {})})
+    config = TrainConfig.from_dict(trial.config)
     record: dict[str, Any] = {"trial": trial.id, **{k: v for k, v in trial.to_dict().items() if k != "config"}}
     try:
         if not (run_dir / TASK_FILE).is_file():
