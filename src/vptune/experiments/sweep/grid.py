@@ -63,11 +63,12 @@ def parse_grid_item(item: str) -> tuple[str | None, str, list[Any]]:
         raise VptuneError(f"grid values take [METHOD:]KEY=V1,V2 (e.g. lr=0.01,0.001), got '{item}'")
     parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
     if key == "deep_blocks":
-        parsed = [_block_range(v) for v in parsed]
+        parsed = [block_range(v) for v in parsed]
     return method or None, key, parsed
 
 
-def _block_range(value: Any) -> list[int]:
+def block_range(value: Any) -> list[int]:
+    """'1-6' or [1, 6] -> [1, 6]."""
     if isinstance(value, str) and "-" in value:
         first, _, last = value.partition("-")
         if first.strip().isdigit() and last.strip().isdigit():

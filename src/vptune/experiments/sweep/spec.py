@@ -27,7 +27,7 @@ from typing import Any
 from ...engine import TrainConfig
 from ...errors import VptuneError
 from ...methods import get_method
-from .grid import named_grid
+from .grid import block_range, named_grid
 
 SELECT_RULES = ("last-epoch", "best-epoch")
 LAUNCHERS = ("local", "ray")
@@ -138,6 +138,8 @@ def _settings(values: dict[str, Any], where: str) -> dict[str, Any]:
     bad = sorted(set(values) & CONTROLLED)
     if bad:
         raise VptuneError(f"{', '.join(bad)} in {where} is set by the sweep for each trial; remove it")
+    if isinstance(values.get("deep_blocks"), str):
+        values = {**values, "deep_blocks": block_range(values["deep_blocks"])}
     return dict(values)
 
 
@@ -149,8 +151,9 @@ def _axes(values: Any, where: str) -> dict[str, list[Any]]:
     axes = {}
     for key, options in _settings(values, where).items():
         options = options if isinstance(options, list) else [options]
-        if key == "deep_blocks" and options and not isinstance(options[0], list):
-            options = [options]  # one range given as [i, j]
+        if key == "deep_blocks":
+            # One range given as [i, j], or ranges written I-J.
+            options = [options] if options and isinstance(options[0], int) else [block_range(o) for o in options]
         if not options:
             raise VptuneError(f"{where} '{key}' has no values")
         axes[key] = options
