@@ -40,9 +40,9 @@ class _Sweep:
 
     def run(self) -> list[dict[str, Any]]:
         spec = self.spec
+        tune = _unique(tune_trials(spec))  # reads every task's layout first: bad data fails before any write
         Path(spec.out).mkdir(parents=True, exist_ok=True)
         (Path(spec.out) / "sweep.yaml").write_text(yaml.safe_dump(dataclasses.asdict(spec), sort_keys=False))
-        tune = _unique(tune_trials(spec))
         self._load_kept(tune)
         arms = len({t.arm for t in tune})
         self.bar = progress(range(len(tune) + arms * spec.seeds), "sweep", enabled=self.show)
