@@ -272,6 +272,7 @@ def test_cli_sweep_from_yaml_and_flags(two_tasks, tmp_path, capsys):
     ({"methods": ["vpt-dep"]}, "did you mean vpt-deep"),
     ({"grid": {"seed": [1, 2]}}, "seeds are not tuned"),
     ({"grid": {"task": ["x"]}}, "set by the sweep"),
+    ({"vary": {"deep_blocks": ["1-x"]}}, "--deep-blocks takes I-J"),
     ({"grid": {"num_promts": [1]}}, "has no option num_promts"),
     ({"select": "best"}, "--select 'best'"),
     ({"grid": {"lr": [0.01, 0.01]}}, "give the same run"),

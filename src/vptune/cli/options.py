@@ -10,6 +10,7 @@ import yaml
 
 from ..engine import TrainConfig
 from ..errors import VptuneError
+from ..experiments.sweep.grid import block_range
 
 # Method options that have a flag of their own (a YAML config may give them at top level too).
 METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output")
@@ -83,15 +84,5 @@ def method_flags(values: Mapping[str, Any]) -> dict[str, Any]:
     """The method options among `values` (parsed flags or a YAML mapping), with --deep-blocks parsed."""
     options = {flag: values[flag] for flag in METHOD_FLAGS if flag in values}
     if isinstance(options.get("deep_blocks"), str):
-        options["deep_blocks"] = parse_block_range(options["deep_blocks"])
+        options["deep_blocks"] = block_range(options["deep_blocks"])
     return options
-
-
-def parse_block_range(text: str) -> list[int]:
-    """'1-6' or '1,6' -> [1, 6]."""
-    parts = text.replace(",", "-").split("-")
-    try:
-        first, last = (int(p) for p in parts)
-    except ValueError:
-        raise VptuneError(f"--deep-blocks takes I-J (e.g. 1-6), got '{text}'") from None
-    return [first, last]

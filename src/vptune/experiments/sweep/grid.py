@@ -68,14 +68,14 @@ def parse_grid_item(item: str) -> tuple[str | None, str, list[Any]]:
 
 
 def block_range(value: Any) -> list[int]:
-    """'1-6' or [1, 6] -> [1, 6]."""
-    if isinstance(value, str) and "-" in value:
-        first, _, last = value.partition("-")
-        if first.strip().isdigit() and last.strip().isdigit():
-            return [int(first), int(last)]
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return value
-    raise VptuneError(f"deep_blocks values take I-J (e.g. 1-6), got '{value}'")
+    """'1-6', '1,6' or [1, 6] -> [1, 6] (a `deep_blocks` range)."""
+    parts = value.replace(",", "-").split("-") if isinstance(value, str) else value
+    if isinstance(parts, list) and len(parts) == 2:
+        try:
+            return [int(p) for p in parts]
+        except (TypeError, ValueError):
+            pass
+    raise VptuneError(f"--deep-blocks takes I-J (e.g. 1-6), got '{value}'")
 
 
 def run_grid(base: TrainConfig, grid: dict[str, list[Any]], out: str | Path) -> list[dict[str, Any]]:
