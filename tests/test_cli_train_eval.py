@@ -150,7 +150,7 @@ def _subparsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def test_help_of_every_subcommand_shows_every_flags_help(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "1000")  # no wrapping, so help texts appear whole
     commands = list(_subparsers(build_parser()))
-    assert {path[0] for path, _ in commands} == {"train", "eval", "predict", "info", "params", "data", "demo",
+    assert {path[0] for path, _ in commands} == {"train", "sweep", "eval", "predict", "info", "params", "data", "demo",
                                                    "report", "plot", "tsne", "serve"}
     for path, parser in [((), build_parser()), *commands]:
         with pytest.raises(SystemExit) as exit_info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 
 from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
-from ..methods import options_from_text
+from ..methods import get_method, options_from_text
 from ..values import coerce_fields, json_shaped, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -22,7 +23,12 @@ FLOAT32_MAX = 3.4028234663852886e38  # optimizers keep their settings as float32
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's result. lr and epochs follow the runs in docs/results.md."""
+    """Everything that decides a run's result.
+
+    `lr` None means the method's default (`default_lr`), resolved by the engine and recorded
+    in the run's config.yaml. `train_fraction` < 1 trains on a seeded, class-stratified share
+    of the training split (the data-scale study).
+    """
 
     data: str = ""
     task: str = ""
@@ -43,9 +49,10 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adamw"
-    lr: float = 5e-3
+    lr: float | None = None
     scale_lr: bool = False
     weight_decay: float = 1e-4
+    train_fraction: float = 1.0
     decay_tuned_tokens: bool = False
     momentum: float = 0.9
     warmup_epochs: float = 1.0
@@ -90,11 +97,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise VptuneError(f"{_flag(name)} must be a whole number >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise VptuneError(f"--lr must be > 0, got {self.lr}")
-        if max(self.lr, self.weight_decay) > FLOAT32_MAX:
+        if max(self.lr or 0.0, self.weight_decay) > FLOAT32_MAX:
             raise VptuneError(f"--lr and --weight-decay must be at most {FLOAT32_MAX:.3g} (the float32 range), "
-                              f"got {max(self.lr, self.weight_decay)}")
+                              f"got {max(self.lr or 0.0, self.weight_decay)}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise VptuneError(f"--train-fraction must lie in (0, 1], got {self.train_fraction}")
         for name in ("weight_decay", "warmup_epochs", "num_workers"):
             if getattr(self, name) < 0:
                 raise VptuneError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
@@ -131,6 +140,20 @@ class TrainConfig:
         return cls(**typed)
 
 
+# Default peak learning rates (AdamW), by registered method name. Methods that train only new
+# tensors (prompts, heads, a side network) take larger steps than methods that move pretrained
+# weights; README "Default learning rates" gives the runs behind these values.
+DEFAULT_LR = {
+    "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
+    "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
+}
+
+
+def default_lr(method: str) -> float:
+    """The default peak learning rate of `method` (e.g. 'partial-4' reads the 'partial-k' entry)."""
+    return DEFAULT_LR[get_method(method)[0].name]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Key/value mapping from a YAML config file (keys are TrainConfig field names)."""
     path = Path(path)
@@ -146,7 +169,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     bad = [key for key in values if not isinstance(key, str)]
     if bad:
         raise VptuneError(f"config file '{path}' has key {bad[0]!r}; keys are option names such as batch_size")
-    return {key.replace("-", "_"): value for key, value in values.items()}
+    return {key.replace("-", "_"): _numbers(value) for key, value in values.items()}
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """Floats YAML 1.1 leaves as text (`1e-4`; it wants `1.0e-4`), also inside lists and mappings."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 def _flag(name: str) -> str:

@@ -19,7 +19,7 @@ from ..data import load_seg_split, load_split
 from ..errors import TrainingError, VptuneError
 from ..persistence import non_finite_tensors, save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from .config import TrainConfig, read_yaml, write_yaml
+from .config import TrainConfig, default_lr, read_yaml, write_yaml
 from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks
 from .features import cached_features, trains_head_only
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
@@ -85,6 +85,7 @@ class _Run:
         config.head = config.head or ("setr-pup" if self.segmentation else "linear")
         # The validation number that picks the kept epoch.
         self.metric = "mIoU" if self.segmentation else "top1"
+        config.lr = config.lr if config.lr is not None else default_lr(config.method)
         torch.manual_seed(config.seed)  # random-init backbones are rebuilt from this seed
         train_probe = self._dataset(config.train_split, train=True, spec=None)
         self.model = create(
@@ -121,8 +122,8 @@ class _Run:
         self.features_cached = config.cache_features and trains_head_only(self.model) and config.protocol == "vtab"
         trained = self.model
         if self.features_cached:
-            self.train_set = self._features(self.train_set, config.train_split)
-            self.eval_set = self._features(self.eval_set, config.eval_split) if self.eval_set is not None else None
+            self.train_set = self._features(self.train_set, config.train_split, config.train_fraction)
+            self.eval_set = self._features(self.eval_set, config.eval_split, 1.0) if self.eval_set is not None else None
             trained = self.model.head
         elif config.cache_features and config.protocol == "vtab" and (first := first_tuned_block(self.model)):
             trained = self._reuse_frozen_prefix(first) or trained
@@ -146,11 +147,12 @@ class _Run:
                 return load_seg_split(config.data, config.task, split)
             return load_split(config.data, config.task, split, seed=config.seed)
         return build_dataset(config.data, config.task, split, spec, train=train, seed=config.seed,
-                             skip_bad_images=config.skip_bad_images)
+                             skip_bad_images=config.skip_bad_images, fraction=config.train_fraction if train else 1.0)
 
-    def _features(self, dataset, split: str):
+    def _features(self, dataset, split: str, fraction: float):
         config = self.config
-        key = (str(Path(config.data).resolve()), config.task, split, self.spec, config.skip_bad_images)
+        subset = (fraction, config.seed) if fraction < 1.0 else None  # seeded subsets differ by seed
+        key = (str(Path(config.data).resolve()), config.task, split, subset, self.spec, config.skip_bad_images)
         return cached_features(self.model, dataset, key, self.device, self.ctx, batch_size=config.batch_size,
                                show=self.show, desc=f"features {split}")
 
