@@ -73,7 +73,7 @@ CASES = [
     (["train", "--resume", "--out", "{tmp}/run", "--epochs", "5"],
      "--resume keeps the settings of '{tmp}/run', but these differ: epochs 2 -> 5"),
     (["train", "--resume", "--out", "{tmp}/run", "--lr", "0.1", "--method", "linear"],
-     "method 'vpt-deep' -> 'linear', lr 0.005 -> 0.1; drop them, or train into a new --out"),
+     "method 'vpt-deep' -> 'linear', lr None -> 0.1; drop them, or train into a new --out"),
     (["train", "--resume", "--out", "{tmp}/run", "--num-prompts", "3"], "method option num_prompts None -> 3"),
     (["train", "--resume", "--out", "{tmp}/notes"], "--out '{tmp}/notes' holds files but no vptune run"),
     # YAML config files

@@ -37,7 +37,7 @@ logger = logging.getLogger("vptune")
 # Settings that may change when a run is resumed: they do not affect its result.
 RUNTIME_KEYS = ("quiet", "device", "num_workers")
 # Settings a run resolves when it starts; left unset (None) on resume they keep the run's values.
-RESOLVED_KEYS = ("train_split", "eval_split", "protocol", "img_size", "head")
+RESOLVED_KEYS = ("train_split", "eval_split", "protocol", "img_size", "head", "lr")
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:

@@ -66,7 +66,7 @@ class Trial:
 
 def trial_id(config: dict[str, Any]) -> str:
     """Hash of a resolved TrainConfig mapping, without the keys that do not change results."""
-    kept = {key: value for key, value in config.items() if key not in RUNTIME_KEYS}
+    kept = {key: value for key, value in config.items() if key not in RUNTIME_KEYS + ("out",)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
