@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup assets demo test bench clean
+.PHONY: setup assets browser demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,6 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Fashion-MNIST ships in a Debian package; everything else offline is generated.
-# Chromium (Debian's) runs the serving page's browser test.
 assets:
 	@if [ -d "$(FASHION_MNIST)" ] || [ -n "$$VPTUNE_FASHION_MNIST_DIR" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -26,6 +25,9 @@ assets:
 	else \
 		echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; exit 1; \
 	fi
+
+# Debian's Chromium runs the serving page's browser test.
+browser:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; \
@@ -36,7 +38,7 @@ assets:
 demo: setup assets
 	$(VENV)/bin/vptune demo
 
-test: setup assets
+test: setup assets browser
 	$(PY) -m pytest -q
 
 bench: setup
