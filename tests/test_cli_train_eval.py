@@ -61,7 +61,7 @@ def test_run_folder_holds_every_record(run):
     run_dir, _ = run
     assert {p.name for p in run_dir.iterdir()} == {
         "config.yaml", "environment.json", "metrics.csv", "tensorboard", "checkpoint.pt", "task.safetensors",
-        "summary.json",
+        "summary.json", ".lock",
     }
     config = run_config(run_dir)  # re-loads as a TrainConfig
     assert isinstance(config, TrainConfig)
@@ -150,8 +150,8 @@ def _subparsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def test_help_of_every_subcommand_shows_every_flags_help(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "1000")  # no wrapping, so help texts appear whole
     commands = list(_subparsers(build_parser()))
-    assert {path[0] for path, _ in commands} == {"train", "eval", "predict", "info", "params", "data", "demo",
-                                                   "report", "plot", "tsne"}
+    assert {path[0] for path, _ in commands} == {"train", "sweep", "eval", "predict", "info", "params", "data", "demo",
+                                                   "report", "plot", "tsne", "serve"}
     for path, parser in [((), build_parser()), *commands]:
         with pytest.raises(SystemExit) as exit_info:
             main([*path, "--help"])

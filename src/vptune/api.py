@@ -11,6 +11,7 @@ from .errors import MethodError
 from .methods import get_method
 from .model import TunedModel
 from .options import options_dict
+from .values import coerce_fields
 
 
 def create(
@@ -38,9 +39,14 @@ def create(
     `setr-naive`) with its `head_options`, e.g. `head="setr-pup", head_options={"aux_blocks": []}`;
     a segmentation head makes a segmentation model. The model prepares images as the VTAB
     protocol does until `set_input_spec` says otherwise. Raises BackboneError, MethodError or
-    HeadError.
+    HeadError (also for arguments of the wrong type).
     """
-    if not isinstance(num_classes, int) or num_classes < 1:
+    coerce_fields(create, {"backbone": backbone, "method": method, "num_classes": num_classes,
+                           "pretrained": pretrained, "img_size": img_size, "arch": arch, "allow_keys": allow_keys,
+                           "class_names": class_names, "backbone_id": backbone_id, "head": head,
+                           "head_options": head_options, "backbone_fingerprint": backbone_fingerprint},
+                  text=False, error=MethodError)
+    if num_classes < 1:
         raise MethodError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
     if class_names is not None and len(class_names) != num_classes:
         raise MethodError(f"{len(class_names)} class names given for {num_classes} classes")

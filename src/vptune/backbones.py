@@ -26,6 +26,9 @@ class BackboneRef:
     img_size: int | None
     pretrained: bool
 
+# Larger inputs need attention maps no machine holds (4096 px at patch 14 is 85,000 tokens per image).
+MAX_IMG_SIZE = 4096
+
 
 def build_backbone(
     backbone: str,
@@ -40,6 +43,10 @@ def build_backbone(
     `backbone` is `dinov2-s14-imgfocus`, a timm model name, or a checkpoint path
     (then `arch` names the timm architecture). Raises BackboneError.
     """
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int)
+                                 or not 1 <= img_size <= MAX_IMG_SIZE):
+        raise BackboneError(f"img_size must be a whole number in [1, {MAX_IMG_SIZE}] (a multiple of the "
+                            f"backbone's patch size), got {img_size!r}")
     if backbone == OFFLINE_DEFAULT:
         model = _build_imgfocus(img_size or 224)
         ref = BackboneRef(backbone, model.default_cfg.get("architecture", ""), img_size or 224, True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,12 @@ from .backbones import build_backbone, fingerprint
 from .data.transforms import InputSpec
 from .errors import CheckpointMismatchError, VptuneError
 from .model import TunedModel
+from .values import coerce_fields
 
 FORMAT = "vptune-task/1"
+# What `load` and `vptune info` read from a per-task file's description.
+DESCRIPTION_KEYS = ("method", "options", "num_classes", "class_names", "backbone", "arch", "img_size", "pretrained",
+                    "backbone_fingerprint", "vptune_version")
 
 
 def task_file_contents(model: TunedModel) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -38,14 +43,35 @@ def task_file_metadata(model: TunedModel) -> dict[str, str]:
     return {"vptune": json.dumps(description)}
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
 def save(model: TunedModel, path: str | os.PathLike) -> Path:
-    """Write the tuned tensors of `model` and its description to one `.safetensors` file."""
+    """Write the tuned tensors of `model` and its description to one `.safetensors` file.
+
+    Raises VptuneError, leaving no file behind, when a tuned tensor is not finite or the file cannot be written.
+    """
+    if not isinstance(model, TunedModel):
+        raise VptuneError(f"save takes a model made by vptune.create or vptune.load, got {type(model).__name__}")
+    coerce_fields(save, {"path": path}, text=False)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors, metadata = task_file_contents(model)
+    bad = non_finite_tensors(tensors)
+    if bad:
+        raise VptuneError(f"not saving '{path}': tuned tensor {bad[0]} holds NaN or infinite values")
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise VptuneError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+        raise
     return path
 
 
@@ -53,6 +79,7 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON description stored in a per-task file, without loading its tensors."""
     from safetensors import safe_open
 
+    coerce_fields(read_description, {"path": path}, text=False)
     path = Path(path)
     if not path.is_file():
         raise VptuneError(f"per-task file '{path}' does not exist")
@@ -63,7 +90,16 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
         raise VptuneError(f"'{path}' is not a safetensors file: {exc}") from exc
     if "vptune" not in metadata:
         raise VptuneError(f"'{path}' is a safetensors file but not a vptune per-task file")
-    return json.loads(metadata["vptune"])
+    try:
+        description = json.loads(metadata["vptune"])
+    except json.JSONDecodeError as exc:
+        raise VptuneError(f"'{path}' has a damaged vptune description (invalid JSON: {exc}); "
+                          "save the model again") from exc
+    missing = [key for key in DESCRIPTION_KEYS if key not in description] if isinstance(description, dict) else ["all"]
+    if missing:
+        raise VptuneError(f"'{path}' has a damaged vptune description (missing {', '.join(missing)}); "
+                          "save the model again")
+    return description
 
 
 def load(
@@ -82,6 +118,7 @@ def load(
     """
     from .api import create
 
+    coerce_fields(load, {"path": path, "backbone": backbone}, text=False)
     description = read_description(path)
     if not isinstance(backbone, nn.Module):
         backbone, _ = build_backbone(

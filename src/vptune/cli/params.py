@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..accounting import StorageReport, storage_report
+from ..methods import options_from_text
 from .options import add_head_options, add_method_options, head_options, method_options
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch,
         head=args.head,
         head_options=head_options(args),
-        **method_options(args),
+        **options_from_text(args.method, method_options(args)),
     )
     print(format_report(report))
     return 0

@@ -5,91 +5,84 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 from ..engine import TrainConfig, train
-from ..engine.config import RECIPES, read_yaml
+from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
-from .options import METHOD_FLAGS, add_head_options, add_method_options, head_options, method_flags, method_options
+from ..engine.trainer import RUNTIME_KEYS
+from ..errors import VptuneError
+from .options import (METHOD_FLAGS, add_head_options, add_training_options, head_options, method_flags, method_options,
+                      methods_help)
 
 
 def register(subparsers) -> None:
+    d = TrainConfig()  # every default shown below is read from here
     parser = subparsers.add_parser(
         "train", help="train a task and write a run folder",
         description="Train one task. Flags override values from --config; unset flags keep the defaults shown. "
-                    "Optimizer and schedule defaults depend on the task type: classification as the runs in "
-                    "docs/results.md, segmentation as SETR's ADE20K configs (SGD, lr 1e-3, no weight decay, "
-                    "head lr x10, poly schedule to lr/10, no warm-up).",
-        argument_default=argparse.SUPPRESS,
+                    "Optimizer and schedule defaults depend on the task type: classification AdamW at the method's "
+                    "lr, segmentation SETR's ADE20K recipe (SGD, lr 1e-3, no weight decay, head lr x10, poly "
+                    "schedule to lr/10, no warm-up).",
+        argument_default=argparse.SUPPRESS, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG.format(methods=methods_help(), runtime=", ".join(f"--{k.replace('_', '-')}" for k in RUNTIME_KEYS)),
     )
-    defaults = TrainConfig()
     parser.add_argument("--config", help="YAML file of flag: value, flag names with _ (e.g. batch_size: 64, "
-                        "num_prompts: 50, pretrained: false)")
-    parser.add_argument("--data", help="root folder holding task folders")
+                        "num_prompts: 50, pretrained: false); values are typed like the flags")
+    parser.add_argument("--data", help="root folder holding task folders (required)")
     parser.add_argument("--task", help="task folder name (VTAB-1k, FGVC json or class folders; aliases accepted; "
-                        "ADE20K, VOC, Cityscapes or image/mask folders for segmentation)")
-    parser.add_argument("--train-split", help="split to train on (train800 for VTAB-1k, else train)")
-    parser.add_argument("--eval-split", help="validation split chosen by best top-1 (val200 / val); 'none' for none")
-    parser.add_argument("--protocol", help="transforms: vtab (resize) or fgvc (crop+flip); default from the layout")
-    parser.add_argument("--backbone", help=f"backbone id, timm name or checkpoint path ({defaults.backbone})")
-    parser.add_argument("--arch", help="timm architecture of a checkpoint given as --backbone")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                        help="random backbone weights (for tests and timing)")
-    parser.add_argument("--allow-key", dest="allow_keys", action="append",
-                        help="accept this missing/unexpected checkpoint key or prefix (repeatable)")
-    parser.add_argument("--method", help=f"tuning method ({defaults.method})")
-    add_method_options(parser)
+                        "ADE20K, VOC, Cityscapes or image/mask folders for segmentation; required)")
+    parser.add_argument("--train-split", help="split to train on (default: train800 for VTAB-1k, else train)")
+    parser.add_argument("--eval-split", help="validation split chosen by best top-1; 'none' for none "
+                        "(default: val200 for VTAB-1k, else val)")
+    parser.add_argument("--method", help=f"tuning method, one of those listed below (default: {d.method})")
+    add_training_options(parser)
     add_head_options(parser, default=None)
-    parser.add_argument("--img-size", type=int, help="input size (default: the backbone's; 224 for the offline one)")
-    parser.add_argument("--epochs", type=int, help=f"epochs ({defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"global batch size ({defaults.batch_size})")
-    parser.add_argument("--optimizer", help=f"adamw or sgd ({recipe('optimizer')})")
-    parser.add_argument("--lr", type=float, help=f"peak learning rate ({recipe('lr')})")
-    parser.add_argument("--scale-lr", action="store_true", help="multiply --lr by batch/256 (the paper's convention)")
-    parser.add_argument("--weight-decay", type=float, help=f"weight decay on weights ({recipe('weight_decay')})")
-    parser.add_argument("--decay-tuned-tokens", action="store_true", help="also decay prompts and other tokens")
-    parser.add_argument("--momentum", type=float, help=f"SGD momentum ({defaults.momentum})")
-    parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length ({recipe('warmup_epochs')})")
-    parser.add_argument("--schedule", help=f"lr schedule after warm-up: cosine or poly ({recipe('schedule')})")
-    parser.add_argument("--poly-power", type=float, help=f"exponent of the poly schedule ({defaults.poly_power})")
-    parser.add_argument("--min-lr", type=float, help="lr the poly schedule ends at (classification 0, segmentation lr/10)")
-    parser.add_argument("--head-lr-multiplier", type=float,
-                        help=f"the head trains at lr times this ({recipe('head_lr_multiplier')})")
-    parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    parser.add_argument("--precision", help="fp32 or bf16 (autocast)")
-    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations to save memory")
-    parser.add_argument("--compile", action="store_true",
-                        help="run the model through torch.compile (slow first step; see docs/performance.md)")
-    parser.add_argument("--no-cache-features", dest="cache_features", action="store_false",
-                        help="run the frozen backbone every epoch even when only the head trains")
-    parser.add_argument("--seed", type=int, help=f"seed of data order, dropout and init ({defaults.seed})")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--num-workers", type=int, help="data loader processes (0)")
-    parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and count them")
-    parser.add_argument("--out", help=f"run folder ({defaults.out})")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    parser.add_argument("--seed", type=int, help=f"seed of data order, dropout and init, in [0, 2**32) (default: {d.seed})")
+    parser.add_argument("--out", help=f"run folder: new, empty, or a run's with --resume (default: {d.out})")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last epoch with its own settings (see below)")
+    parser.add_argument("--quiet", action="store_true", help=f"no progress bars or epoch lines (default: {d.quiet})")
     parser.set_defaults(func=run)
 
 
-def recipe(name: str) -> str:
-    """A recipe field's defaults for the help text: `classification X, segmentation Y`."""
-    return ", ".join(f"{kind} {values[name]}" for kind, values in RECIPES.items())
+EPILOG = """\
+methods (--method NAME) and their options with defaults (set them with their flags above or --option KEY=VALUE):
+{methods}
+
+--img-size must be a multiple of the backbone's patch size (16 for *_patch16_* timm models, 14 for the
+default dinov2-s14-imgfocus).
+
+--resume continues the run in --out with the settings recorded in its config.yaml. Only the runtime
+settings {runtime} may change (said in one line on stderr); any other flag given with a
+different value is refused with the differing settings named.
+"""
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the YAML file, then the flags given."""
+    """Defaults (with --resume: the run's own settings), then the YAML file, then the flags given."""
+    base = _run_settings(args) if getattr(args, "resume", False) else {}
     values = read_yaml(args.config) if "config" in args else {}
     # Method options may sit at the top level of the YAML file, like their flags.
     yaml_flags = method_flags(values)
     values = {key: value for key, value in values.items() if key not in METHOD_FLAGS}
+    yaml_options = values.get("method_options") or {}
+    if not isinstance(yaml_options, dict):
+        raise VptuneError(f"method_options in '{args.config}' must be a mapping of option: value, got {yaml_options!r}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
-    options = {**values.get("method_options", {}), **yaml_flags, **method_options(args)}
-    heads = {**values.get("head_options", {}), **head_options(args)}
-    merged = {**values, **given, "method_options": options, "head_options": heads}
-    if str(merged.get("eval_split", "")).lower() == "none":
+    options = {**base.get("method_options", {}), **yaml_options, **yaml_flags, **method_options(args)}
+    heads = {**base.get("head_options", {}), **(values.get("head_options") or {}), **head_options(args)}
+    merged = {**base, **values, **given, "method_options": options, "head_options": heads}
+    if isinstance(merged.get("eval_split"), str) and merged["eval_split"].lower() == "none":
         merged["eval_split"] = ""
     return TrainConfig.from_dict(merged)
+
+
+def _run_settings(args: argparse.Namespace) -> dict:
+    """The settings recorded in the run folder being resumed (none if it has no config.yaml)."""
+    path = Path(getattr(args, "out", TrainConfig.out)) / "config.yaml"
+    return read_yaml(path) if path.is_file() else {}
 
 
 def run(args: argparse.Namespace) -> int:

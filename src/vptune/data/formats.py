@@ -76,13 +76,18 @@ def load_split(
     (`train.json` ... `{path: class_id}`, `train_<pct>.json` for data-scale
     runs) and class folders (`train/<class>/*.jpg`). Where FGVC or class folders
     have no validation split, a seeded, class-stratified `val_fraction` of
-    train becomes `val` and the rest `train`.
+    train becomes `val` and the rest `train`. `a+b` names the union of splits
+    `a` and `b` (e.g. `train+val`).
 
     Raises:
         DataError: missing folder or split, malformed line, bad label, empty split.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction={val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
+    if "+" in split:
+        parts = [load_split(root, task, part, val_fraction=val_fraction, seed=seed) for part in split.split("+")]
+        samples = [sample for part in parts for sample in part.samples]
+        return TaskSplit(samples, parts[0].class_names, parts[0].num_classes, parts[0].format, split)
     task_dir = resolve_task_dir(root, task)
     fmt = detect_format(task_dir)
     loader = {"vtab": _load_vtab, "fgvc": _load_fgvc, "folders": _load_folders}[fmt]

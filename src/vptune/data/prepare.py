@@ -52,21 +52,29 @@ def prepare_task(
     (digits: the 797 images not used for training; segmentation tasks: 500).
 
     Raises:
-        DataError: unknown name, missing source data, bad `n_test`, or an
-            existing non-empty folder without `overwrite=True`.
+        DataError: unknown name, missing source data, bad `n_test` or `seed`, an
+            existing non-empty folder without `overwrite=True`, or a root that cannot be written.
     """
     if name not in _TASKS:
         raise DataError(f"unknown offline task '{name}'; available: {', '.join(available_tasks())}")
-    task_dir = Path(out_root).expanduser().absolute() / name
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be a whole number in [0, 2**32), got {seed!r}")
+    root = Path(out_root).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data root '{root}' is a file, not a folder; pick a folder")
+    task_dir = root / name
     if task_dir.is_dir() and any(task_dir.iterdir()):
         if not overwrite:
             raise DataError(f"{task_dir} already exists and is not empty; delete it or pass overwrite=True")
         _remove_outputs(task_dir)
     arrays = _TASKS[name](np.random.default_rng(seed), n_test)
-    if isinstance(arrays, SegArrays):
-        _write_seg_pairs(task_dir, arrays, desc=name)
-    else:
-        _write_vtab(task_dir, arrays, desc=name)
+    try:
+        if isinstance(arrays, SegArrays):
+            _write_seg_pairs(task_dir, arrays, desc=name)
+        else:
+            _write_vtab(task_dir, arrays, desc=name)
+    except OSError as exc:
+        raise DataError(f"cannot write {task_dir}: {exc.strerror or exc}; pick another data root") from exc
     return task_dir
 
 

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
+from ..methods import get_method, options_from_text
+from ..values import coerce_fields, json_shaped, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly")
 PRECISIONS = ("fp32", "bf16")
-# Optimizer and schedule defaults per task type, used for the fields a run leaves unset.
-# Classification: the runs in docs/results.md. Segmentation: SETR's ADE20K configs in
+FLOAT32_MAX = 3.4028234663852886e38  # optimizers keep their settings as float32 numbers
+# Optimizer and schedule defaults per task type, used for the fields a run leaves unset
+# (classification's lr is the method's, `default_lr`). Segmentation: SETR's ADE20K configs in
 # mmsegmentation (SGD, momentum 0.9, lr 1e-3, no weight decay, decoders at 10x, PolyLR power
 # 0.9 to eta_min 1e-4 without warm-up); min_lr is then lr / 10.
 RECIPES: dict[str, dict[str, Any]] = {
-    "classification": dict(optimizer="adamw", lr=5e-3, weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine",
+    "classification": dict(optimizer="adamw", weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine",
                            head_lr_multiplier=1.0),
     "segmentation": dict(optimizer="sgd", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, schedule="poly",
                          head_lr_multiplier=10.0),
@@ -28,7 +33,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's result; optimizer and schedule fields left None take RECIPES' values."""
+    """Everything that decides a run's result.
+
+    Optimizer and schedule fields left None take the task type's values (`fill_recipe`: RECIPES,
+    and for classification `lr` the method's default, `default_lr`), resolved by the engine and
+    recorded in the run's config.yaml. `train_fraction` < 1 trains on a seeded, class-stratified share
+    of the training split (the data-scale study).
+    """
 
     data: str = ""
     task: str = ""
@@ -48,11 +59,11 @@ class TrainConfig:
     img_size: int | None = None
     epochs: int = 10
     batch_size: int = 32
-    # None: the task type's recipe (RECIPES), filled in by `fill_recipe` once the data is known.
     optimizer: str | None = None
     lr: float | None = None
     scale_lr: bool = False
     weight_decay: float | None = None
+    train_fraction: float = 1.0
     decay_tuned_tokens: bool = False
     momentum: float = 0.9
     warmup_epochs: float | None = None
@@ -72,66 +83,135 @@ class TrainConfig:
     skip_bad_images: bool = False
     quiet: bool = False
 
+    def __post_init__(self) -> None:
+        """Raise VptuneError for a value of the wrong type (an int may stand for a float)."""
+        for name, value in coerce_fields(TrainConfig, vars(self), text=False).items():
+            setattr(self, name, value)
+
     def validate(self) -> None:
-        """Raise VptuneError for values no run can use (recipe fields left None are checked once filled)."""
+        """Raise VptuneError for values no run can use."""
         if not self.data or not self.task:
             raise VptuneError("a run needs --data ROOT and --task NAME")
+        if self.arch is not None and not Path(self.backbone).exists():
+            raise VptuneError(f"--arch names the architecture of a checkpoint file given as --backbone, but "
+                              f"'{self.backbone}' is no file; drop --arch or give the checkpoint's path")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise VptuneError(f"optimizer '{self.optimizer}' is not one of: {', '.join(OPTIMIZERS)}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise VptuneError(f"schedule '{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
-        if self.poly_power <= 0 or _below(self.min_lr, 0) or _below(self.head_lr_multiplier, 0, strict=True):
+        if self.poly_power <= 0 or (self.min_lr or 0) < 0 or (self.head_lr_multiplier is not None
+                                                               and self.head_lr_multiplier <= 0):
             raise VptuneError("--poly-power and --head-lr-multiplier must be > 0 and --min-lr >= 0")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
-        for name, value in positive.items():
-            if _below(value, 0, strict=True):
-                raise VptuneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if _below(self.weight_decay, 0) or _below(self.warmup_epochs, 0):
-            raise VptuneError("--weight-decay and --warmup-epochs must be >= 0")
+        numbers = {**vars(self), **{f"method option {k}": v for k, v in self.method_options.items()}}
+        for name in non_finite(numbers):
+            raise VptuneError(f"{_flag(name)} must be a finite number, got {numbers[name]}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise VptuneError(f"{_flag(name)} must be a whole number >= 1, got {getattr(self, name)}")
+        if self.lr is not None and self.lr <= 0:
+            raise VptuneError(f"--lr must be > 0, got {self.lr}")
+        if max(self.lr or 0.0, self.weight_decay or 0.0) > FLOAT32_MAX:
+            raise VptuneError(f"--lr and --weight-decay must be at most {FLOAT32_MAX:.3g} (the float32 range), "
+                              f"got {max(self.lr or 0.0, self.weight_decay or 0.0)}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise VptuneError(f"--train-fraction must lie in (0, 1], got {self.train_fraction}")
+        for name in ("weight_decay", "warmup_epochs", "num_workers"):
+            if (getattr(self, name) or 0) < 0:
+                raise VptuneError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise VptuneError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise VptuneError(f"--grad-clip must be > 0 (a gradient norm), got {self.grad_clip}; "
+                              "leave it unset for no clipping")
+        if not 0 <= self.seed < 2**32:
+            raise VptuneError(f"--seed must be a whole number in [0, 2**32), got {self.seed}")
+        if self.img_size is not None and not 1 <= self.img_size <= MAX_IMG_SIZE:
+            raise VptuneError(f"--img-size must be in [1, {MAX_IMG_SIZE}] (a multiple of the backbone's patch "
+                              f"size), got {self.img_size}")
 
     def fill_recipe(self, segmentation: bool) -> None:
-        """Fill the recipe fields left None with the task type's values from RECIPES."""
+        """Fill the optimizer and schedule fields left None with the task type's values."""
         recipe = RECIPES["segmentation" if segmentation else "classification"]
         for name, value in recipe.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.lr is None:
+            self.lr = default_lr(self.method)
         if self.min_lr is None:
             self.min_lr = self.lr / 10 if segmentation else 0.0
-        if self.img_size is not None and self.img_size <= 0:
-            raise VptuneError(f"--img-size must be > 0, got {self.img_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build from a mapping; unknown keys raise VptuneError naming the valid ones."""
+        """Build from a mapping read from text (YAML, flags): values are parsed to each field's type.
+
+        Unknown keys raise VptuneError naming the valid ones; values that do not parse name the key.
+        """
+        if not isinstance(values, dict):
+            raise VptuneError(f"a config is a mapping of key: value, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise VptuneError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-        return cls(**values)
+        typed = coerce_fields(cls, values, text=True)
+        if typed.get("method_options"):
+            options = options_from_text(typed.get("method", cls.method), typed["method_options"])
+            typed["method_options"] = json_shaped(options)
+        return cls(**typed)
 
 
-def _below(value: float | None, bound: float, *, strict: bool = False) -> bool:
-    """Whether a set value is below `bound` (or at it, with `strict`); None is not."""
-    return value is not None and (value <= bound if strict else value < bound)
+# Default peak learning rates (AdamW), by registered method name. Methods that train only new
+# tensors (prompts, heads, a side network) take larger steps than methods that move pretrained
+# weights; README "Default learning rates" gives the runs behind these values.
+DEFAULT_LR = {
+    "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
+    "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
+}
+
+
+def default_lr(method: str) -> float:
+    """The default peak learning rate of `method` (e.g. 'partial-4' reads the 'partial-k' entry)."""
+    return DEFAULT_LR[get_method(method)[0].name]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Key/value mapping from a YAML config file (keys are TrainConfig field names)."""
     path = Path(path)
     if not path.is_file():
-        raise VptuneError(f"config file '{path}' does not exist")
+        raise VptuneError(f"config file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; "
+                          "pass a YAML file")
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise VptuneError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(values, dict):
         raise VptuneError(f"config file '{path}' must hold a mapping of option: value")
-    return {key.replace("-", "_"): value for key, value in values.items()}
+    bad = [key for key in values if not isinstance(key, str)]
+    if bad:
+        raise VptuneError(f"config file '{path}' has key {bad[0]!r}; keys are option names such as batch_size")
+    return {key.replace("-", "_"): _numbers(value) for key, value in values.items()}
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """Floats YAML 1.1 leaves as text (`1e-4`; it wants `1.0e-4`), also inside lists and mappings."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
+def _flag(name: str) -> str:
+    return name if " " in name else f"--{name.replace('_', '-')}"
 
 
 def write_yaml(values: dict[str, Any], path: Path) -> None:

@@ -19,7 +19,7 @@ from .distributed import Dist, gather_tensors, init_distributed
 from ..data import input_spec
 from .loaders import build_dataset, build_loader
 from .metrics import classification_metrics
-from .runinfo import progress
+from .runinfo import progress, warn_if_slow_bf16
 from .seg_inference import MULTI_SCALES
 from .segmentation import by_class, evaluate_segmentation
 
@@ -74,7 +74,10 @@ def run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise VptuneError(f"'{run_dir}' is not a vptune run folder (no config.yaml)")
-    return TrainConfig.from_dict(read_yaml(path))
+    try:
+        return TrainConfig.from_dict(read_yaml(path))
+    except VptuneError as exc:
+        raise VptuneError(f"run folder '{run_dir}' has a config.yaml vptune cannot use: {exc}") from exc
 
 
 def load_run_model(run_dir: str | Path, config: TrainConfig) -> TunedModel:
@@ -111,9 +114,12 @@ def evaluate_run(
     single-scale sliding-window inference, or with `multi_scale` the softmax
     averaged over scales 0.5-1.75 and their mirror images.
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise VptuneError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
     config = run_config(run_dir)
     root = _data_root(run_dir, config, data)
     torch_device = pick_device(device)
+    warn_if_slow_bf16(torch_device, config.precision)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
     if multi_scale and model.task_type != "segmentation":

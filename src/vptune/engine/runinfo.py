@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import platform
 import sys
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from .._version import __version__
 
 T = TypeVar("T")
+logger = logging.getLogger("vptune")
 
 
 def environment(device: torch.device, world_size: int) -> dict[str, Any]:
@@ -31,10 +33,30 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": str(device),
         "world_size": world_size,
+        "cpu_native_bf16": cpu_native_bf16(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def cpu_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX flags in `cpuinfo`); None if unknown.
+
+    Without it torch emulates bf16 arithmetic, which is slower than fp32.
+    """
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return None
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def warn_if_slow_bf16(device: torch.device, precision: str) -> None:
+    """Log a warning when bf16 is asked for on a CPU that has to emulate it."""
+    if precision == "bf16" and device.type == "cpu" and cpu_native_bf16() is False:
+        logger.warning("--precision bf16 on this CPU is emulated (no AVX512-BF16 or AMX) and runs slower "
+                       "than fp32; use --precision fp32 here")
 
 
 def write_json(values: dict[str, Any], path: Path) -> None:

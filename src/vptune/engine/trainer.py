@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..api import create
 from ..data import load_seg_split, load_split
 from ..errors import TrainingError, VptuneError
-from ..persistence import save
+from ..persistence import non_finite_tensors, save
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig, read_yaml, write_yaml
 from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks, sync_batch_norm
@@ -26,30 +27,47 @@ from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from ..data import input_spec
 from .loaders import build_dataset, build_loader, default_splits, is_segmentation, task_format
 from .optim import apply_schedule, build_optimizer
-from .runinfo import MetricsLog, environment, progress, write_json
+from .runfolder import check_out_folder, locked
+from .runinfo import MetricsLog, environment, progress, warn_if_slow_bf16, write_json
 from .segloss import segmentation_loss
 from .segmentation import evaluate_segmentation, pixel_hits
 
+logger = logging.getLogger("vptune")
+
 # Settings that may change when a run is resumed: they do not affect its result.
-RUNTIME_KEYS = ("quiet", "device", "num_workers", "out")
+RUNTIME_KEYS = ("quiet", "device", "num_workers")
+# Settings a run resolves when it starts; left unset (None) on resume they keep the run's values.
+RESOLVED_KEYS = ("train_split", "eval_split", "protocol", "img_size", "head", "optimizer", "lr", "weight_decay",
+                 "warmup_epochs", "schedule", "min_lr", "head_lr_multiplier")
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Train one task as configured; return the summary written to `summary.json`."""
+    """Train one task as configured; return the summary written to `summary.json`.
+
+    With `resume`, the run in `config.out` goes on with its own settings: `config` may change
+    only the runtime settings (quiet, device, num_workers); any other difference raises
+    VptuneError naming it. Raises VptuneError (TrainingError) for unusable settings, a folder
+    that is not a run's, a run folder another run is writing, and a diverging run.
+    """
+    if not isinstance(config, TrainConfig):
+        raise VptuneError(f"train takes a TrainConfig, got {type(config).__name__}")
     run_dir = Path(config.out)
+    check_out_folder(run_dir)
     if resume:
         config = _resumed_config(config, run_dir)
     config.validate()
     # Recorded absolute, so that evaluating the run later reads this data from any folder.
     config.data = str(Path(config.data).resolve())
     device = pick_device(config.device)
+    warn_if_slow_bf16(device, config.precision)
     ctx = init_distributed(device)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
-    if not resume:
-        _check_fresh(run_dir)
-    return _Run(config, run_dir, device, ctx, resume).fit()
+    with locked(run_dir) if ctx.is_main else nullcontext():
+        if not resume:
+            _check_fresh(run_dir)
+        return _Run(config, run_dir, device, ctx, resume).fit()
 
 
 class _Run:
@@ -101,13 +119,14 @@ class _Run:
         # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
         self.steps_per_epoch = len(self._loader(self.train_set, 0, shuffle=True))
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.warmup_steps = min(self.total_steps - 1, round(config.warmup_epochs * self.steps_per_epoch))
+        warmup_epochs = min(config.warmup_epochs, config.epochs)  # a longer warm-up ends with the run
+        self.warmup_steps = min(self.total_steps - 1, round(warmup_epochs * self.steps_per_epoch))
         # Resize-only transforms give the same features every epoch: compute them once.
         self.features_cached = config.cache_features and trains_head_only(self.model) and config.protocol == "vtab"
         trained = self.model
         if self.features_cached:
-            self.train_set = self._features(self.train_set, config.train_split)
-            self.eval_set = self._features(self.eval_set, config.eval_split) if self.eval_set is not None else None
+            self.train_set = self._features(self.train_set, config.train_split, config.train_fraction)
+            self.eval_set = self._features(self.eval_set, config.eval_split, 1.0) if self.eval_set is not None else None
             trained = self.model.head
         elif config.cache_features and config.protocol == "vtab" and (first := first_tuned_block(self.model)):
             trained = self._reuse_frozen_prefix(first) or trained
@@ -131,11 +150,12 @@ class _Run:
                 return load_seg_split(config.data, config.task, split)
             return load_split(config.data, config.task, split, seed=config.seed)
         return build_dataset(config.data, config.task, split, spec, train=train, seed=config.seed,
-                             skip_bad_images=config.skip_bad_images)
+                             skip_bad_images=config.skip_bad_images, fraction=config.train_fraction if train else 1.0)
 
-    def _features(self, dataset, split: str):
+    def _features(self, dataset, split: str, fraction: float):
         config = self.config
-        key = (str(Path(config.data).resolve()), config.task, split, self.spec, config.skip_bad_images)
+        subset = (fraction, config.seed) if fraction < 1.0 else None  # seeded subsets differ by seed
+        key = (str(Path(config.data).resolve()), config.task, split, subset, self.spec, config.skip_bad_images)
         return cached_features(self.model, dataset, key, self.device, self.ctx, batch_size=config.batch_size,
                                show=self.show, desc=f"features {split}")
 
@@ -160,6 +180,7 @@ class _Run:
         started = time.time()
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
+            self._check_finite(epoch, row["lr"])
             if self.eval_set is not None:
                 metrics = self._validate(epoch)
                 row.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
@@ -231,6 +252,13 @@ class _Run:
         accuracy = "train_aAcc" if self.segmentation else "train_top1"
         return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / samples, accuracy: correct / max(seen, 1)}
 
+    def _check_finite(self, epoch: int, lr: float) -> None:
+        """Stop before a checkpoint or task file could hold NaN or infinite tuned tensors."""
+        bad = non_finite_tensors(self.model.tuned_state_dict())
+        if bad:
+            raise TrainingError(f"tuned tensor {bad[0]} became non-finite in epoch {epoch + 1} (lr {lr:.3g}); "
+                                "nothing saved for this epoch; lower --lr or set --grad-clip")
+
     def _select(self, epoch: int, value: float) -> None:
         """Keep the tuned tensors of the best validation epoch (never chosen by test)."""
         if self.config.eval_split == "test":
@@ -299,9 +327,27 @@ def _check_fresh(run_dir: Path) -> None:
 
 
 def _resumed_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The run's own config, with `config`'s runtime settings; other differences raise VptuneError."""
     saved = TrainConfig.from_dict(read_yaml(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
     if saved is None:
         raise VptuneError(f"nothing to resume in '{run_dir}': no config.yaml; start without --resume")
-    for key in RUNTIME_KEYS:
+    changed = []
+    for key, old in saved.to_dict().items():
+        new = getattr(config, key)
+        if key in ("method_options", "head_options"):
+            kind = key.split("_")[0]
+            changed += [(f"{kind} option {k}", old.get(k), v) for k, v in new.items() if old.get(k) != v]
+        elif key not in RUNTIME_KEYS + ("out",) and new != old and not (key in RESOLVED_KEYS and new is None):
+            changed.append((key, old, new))
+    if changed:
+        listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changed)
+        raise VptuneError(f"--resume keeps the settings of '{run_dir}', but these differ: {listed}; "
+                          "drop them, or train into a new --out")
+    runtime = [(key, getattr(saved, key), getattr(config, key)) for key in RUNTIME_KEYS
+               if getattr(saved, key) != getattr(config, key)]
+    if runtime:
+        logger.info("resuming '%s' with %s (runtime settings; the run's others are kept)", run_dir,
+                    ", ".join(f"{key} {new!r} (was {old!r})" for key, old, new in runtime))
+    for key in RUNTIME_KEYS + ("out",):
         setattr(saved, key, getattr(config, key))
     return saved

@@ -60,7 +60,7 @@ class Head(ABC):
 
     def parse_options(self, given: dict[str, Any]) -> Any:
         """Options dataclass from keyword options; unknown names or bad values raise HeadError."""
-        options = fill_options(self.Options, given, f"head '{self.name}'", HeadError)
+        options = fill_options(self.Options, given, "head", self.name, HeadError)
         self.validate(options)
         return options
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ..errors import MethodError
 from ..model import TunedModel
-from ..options import fill_options
+from ..options import fill_options, typed_options
 
 _REGISTRY: dict[str, "Method"] = {}
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
@@ -33,10 +33,14 @@ class Method(ABC):
     summary: ClassVar[str] = ""
 
     def parse_options(self, given: dict[str, Any]) -> Any:
-        """Options dataclass from keyword options; unknown names raise MethodError."""
-        options = fill_options(self.Options, given, f"method '{self.name}'", MethodError)
+        """Options dataclass from keyword options; unknown names, wrong types and bad values raise MethodError."""
+        options = fill_options(self.Options, given, "method", self.name, MethodError)
         self.validate(options)
         return options
+
+    def typed_options(self, given: dict[str, Any], *, text: bool) -> dict[str, Any]:
+        """`given` checked against the Options field types; `text`: values read from YAML or flags are parsed."""
+        return typed_options(self.Options, given, "method", self.name, MethodError, text=text)
 
     def validate(self, options: Any) -> None:
         """Raise MethodError for option values that cannot work."""
@@ -61,6 +65,11 @@ def register(method_cls: type[Method]) -> type[Method]:
 def available_methods() -> list[str]:
     """Registered method names (numbered ones as `name-k`)."""
     return sorted(_REGISTRY)
+
+
+def options_from_text(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Options of `method` read from YAML or `--option KEY=VALUE`, typed like its Options fields."""
+    return get_method(method)[0].typed_options(given, text=True)
 
 
 def get_method(name: str) -> tuple[Method, dict[str, Any]]:

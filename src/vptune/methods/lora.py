@@ -27,7 +27,7 @@ class Lora(Method):
         self.require_count("rank", options.rank, 1)
         if not 0.0 <= options.dropout < 1.0:
             raise MethodError(f"lora dropout must be in [0, 1), got {options.dropout}")
-        if isinstance(options.target_modules, str) or not options.target_modules:
+        if not options.target_modules:
             raise MethodError(
                 "lora target_modules must be a list of module names (e.g. ['qkv', 'proj']), "
                 f"got {options.target_modules!r}"

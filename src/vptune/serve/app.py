@@ -1,0 +1,298 @@
+"""The HTTP service: routes, error answers and the pieces they share.
+
+`create_app(config)` returns a FastAPI app; `vptune serve` runs it with uvicorn. Predictions
+go through one Batcher (dynamic batching across tasks) into one TaskRegistry (a MultiTask
+that follows the tasks folder). Every error is answered as `{"error": ..., "type": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._version import __version__
+from ..errors import VptuneError
+from .batching import Batcher
+from .config import ServeConfig
+from .decode import decode_image
+from .docs_page import add_offline_docs, offline_docs_available
+from .http_errors import AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError
+from .limits import BodyLimit
+from .metrics import UNKNOWN_TASK, Metrics
+from .page import PAGE
+from .registry import MultiTaskFactory, TaskRegistry, default_multitask
+from .schemas import (
+    BatchRequest, BatchResponse, ErrorBody, Prediction, PredictResponse, Status, TaskDetail, TaskList, TaskSummary,
+)
+
+log = logging.getLogger(__name__)
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the image file: a multipart form with a file field `image`, or the raw bytes as the body",
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}},
+                           "required": ["image"]}
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+TASK_FILE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the per-task `.safetensors` file as the raw body (read with safetensors only)",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers of a route."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_multitask) -> FastAPI:
+    """The service for `config`; the backbone and tasks load in the background once it starts."""
+    registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask)
+    metrics = Metrics()
+    batcher = Batcher(
+        registry.predict, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
+        max_queue=config.max_queue, on_batch=metrics.observe_batch,
+    )
+    metrics.queue_depth.set_function(lambda: batcher.depth)
+    registry.on_change = metrics.tasks_loaded.set
+    registry.on_load_error = lambda name: metrics.load_errors.inc()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        registry.start(config.watch_seconds)
+        batcher.start()
+        yield
+        await batcher.stop()
+        await run_in_threadpool(registry.stop)
+
+    app = FastAPI(
+        title="vptune serve",
+        version=__version__,
+        description="Many tuned tasks on one frozen backbone; images of different tasks are batched together.",
+        lifespan=lifespan,
+        docs_url=None if offline_docs_available() else "/docs",
+    )
+    if app.docs_url is None:
+        add_offline_docs(app)
+    app.state.registry, app.state.metrics, app.state.batcher = registry, metrics, batcher
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimit, limit_for=lambda scope: _body_limit(config, scope))
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)
+
+    def require_ready() -> None:
+        if not registry.ready:
+            raise NotReadyError(registry.load_error or "the backbone is still loading; retry when GET /readyz answers 200")
+
+    def require_admin(authorization: str | None = Header(None, description="`Bearer <admin token>`")) -> None:
+        if config.admin_token is None:
+            raise AdminDisabledError("admin routes are off; start the service with --admin-token or VPTUNE_ADMIN_TOKEN")
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), config.admin_token.encode()):
+            raise UnauthorizedError("admin routes need the header 'Authorization: Bearer <admin token>'")
+
+    def count_tasks(request: Request, names: list[str]) -> None:
+        loaded = {info.name for info in registry.tasks()}
+        request.state.tasks = [name if name in loaded else UNKNOWN_TASK for name in names]
+
+    @app.get("/", response_class=HTMLResponse, summary="A page that lists the tasks and classifies a dropped image")
+    async def page() -> str:
+        return PAGE
+
+    @app.get("/healthz", response_model=Status, summary="Liveness: the process answers")
+    async def healthz() -> Status:
+        return Status(status="ok")
+
+    @app.get("/readyz", response_model=Status, responses=errors(503),
+             summary="Readiness: 200 once the backbone and the folder's tasks are loaded, 503 before")
+    async def readyz() -> Status:
+        require_ready()
+        return Status(status="ready", detail=f"{len(registry.tasks())} tasks loaded")
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics in text format")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/tasks", response_model=TaskList, summary="The tasks being served")
+    async def list_tasks() -> TaskList:
+        return TaskList(tasks=[_summary(info) for info in registry.tasks()])
+
+    @app.get("/v1/tasks/{task}", response_model=TaskDetail, responses=errors(404), summary="One task and its classes")
+    async def get_task(task: str) -> TaskDetail:
+        info = registry.get(task)
+        return TaskDetail(**_summary(info).model_dump(), class_names=list(info.class_names))
+
+    @app.post(
+        "/v1/tasks/{task}/predict", response_model=PredictResponse, responses=errors(400, 404, 413, 422, 429, 503),
+        openapi_extra=IMAGE_BODY, summary="Top-k classes of one image for one task",
+    )
+    async def predict(
+        task: str, request: Request, top_k: int = Query(5, ge=1, le=1000, description="classes to return")
+    ) -> PredictResponse:
+        count_tasks(request, [task])
+        require_ready()
+        registry.get(task)
+        image = await run_in_threadpool(decode_image, await _image_bytes(request), config.max_pixels)
+        ranked = await batcher.submit(image, task, top_k)
+        return PredictResponse(task=task, predictions=[_prediction(p) for p in ranked])
+
+    @app.post(
+        "/v1/predict", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 429, 503),
+        summary="Several images, each for its own task (JSON with base64 images)",
+    )
+    async def predict_many(body: BatchRequest, request: Request) -> BatchResponse:
+        count_tasks(request, [item.task for item in body.items])
+        require_ready()
+        for item in body.items:
+            registry.get(item.task)
+        images = [
+            await run_in_threadpool(decode_image, _base64(item.image, index), config.max_pixels)
+            for index, item in enumerate(body.items)
+        ]
+        ranked = await asyncio.gather(
+            *(batcher.submit(image, item.task, body.top_k) for image, item in zip(images, body.items))
+        )
+        return BatchResponse(results=[
+            PredictResponse(task=item.task, predictions=[_prediction(p) for p in r]) for item, r in zip(body.items, ranked)
+        ])
+
+    @app.put(
+        "/v1/tasks/{task}", response_model=TaskSummary, responses=errors(401, 403, 413, 422, 503),
+        dependencies=[Depends(require_admin)], openapi_extra=TASK_FILE_BODY,
+        summary="Admin: add or replace a task from an uploaded per-task file",
+    )
+    async def put_task(task: str, request: Request) -> TaskSummary:
+        data = await request.body()
+        return _summary(await run_in_threadpool(registry.put, task, data))
+
+    @app.delete(
+        "/v1/tasks/{task}", response_model=Status, responses=errors(401, 403, 404),
+        dependencies=[Depends(require_admin)], summary="Admin: stop serving a task and delete its file",
+    )
+    async def delete_task(task: str) -> Status:
+        await run_in_threadpool(registry.delete, task)
+        return Status(status="deleted", detail=task)
+
+    return app
+
+
+class RequestMetrics:
+    """ASGI middleware: counts every request by route template and status, and the images by task."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            tasks = scope.get("state", {}).get("tasks", [])
+            self.metrics.observe_request(
+                self._route(scope), scope["method"], status, time.perf_counter() - started, tasks
+            )
+
+    def _route(self, scope: Scope) -> str:
+        for route in self.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                return route.path
+        return "unmatched"
+
+
+def _body_limit(config: ServeConfig, scope: Scope) -> int:
+    is_upload = scope["method"] == "PUT" and scope["path"].startswith("/v1/tasks/")
+    return config.max_upload_bytes if is_upload else config.max_body_bytes
+
+
+async def _image_bytes(request: Request) -> bytes:
+    """The image of a request: multipart field `image`, or else the raw body."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get("image")
+            if not isinstance(upload, UploadFile):
+                raise ImageError("the multipart body has no file field 'image'")
+            return await upload.read()
+    return await request.body()
+
+
+def _base64(text: str, index: int) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ImageError(f"items[{index}].image is not valid base64 ({err})") from err
+
+
+def _summary(info: Any) -> TaskSummary:
+    return TaskSummary(name=info.name, method=info.method, classes=len(info.class_names), bytes=info.bytes)
+
+
+def _prediction(p: Any) -> Prediction:
+    return Prediction(label=p.label, index=p.index, score=float(p.score))
+
+
+# ------------------------------------------------------------ errors as one-line JSON
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(message).split()), "type": kind}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code in (429, 503):
+            headers = {"Retry-After": "1"}
+        return _error(exc.status_code, str(exc), type(exc).__name__, headers)
+
+    @app.exception_handler(VptuneError)
+    async def vptune_error(request: Request, exc: VptuneError) -> JSONResponse:
+        return _error(422, str(exc), type(exc).__name__)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = type(exc).__name__ if type(exc) is not HTTPException else f"HTTP{exc.status_code}"
+        return _error(exc.status_code, str(exc.detail), kind, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return _error(422, f"{where}: {first.get('msg')}" if where else str(first.get("msg")), "RequestValidationError")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the service goes on", "InternalError")
