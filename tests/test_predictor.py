@@ -114,9 +114,12 @@ def test_every_image_form_prepares_the_same(fgvc_run):
     prepared = predictor.prepare(path)
     assert prepared.shape == (3, 32, 32)
     forms = [str(path), path.read_bytes(), image, F.pil_to_tensor(image), prepared]
+    for form in forms[1:]:
+        assert torch.equal(predictor.prepare(form), prepared)
     logits = predictor.logits(forms)
     for row in logits[1:]:
-        torch.testing.assert_close(row, logits[0], atol=0, rtol=0)
+        # Identical inputs; rows of one batch may still round differently in the kernels.
+        torch.testing.assert_close(row, logits[0], atol=1e-5, rtol=0)
     [predictions] = predictor.predict([path], top_k=2)
     assert [p.label for p in predictions] == [DIGIT_NAMES[i] for i in logits[0].topk(2).indices.tolist()]
     assert predictions[0].score == pytest.approx(logits[0].softmax(0).max().item())
