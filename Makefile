@@ -39,7 +39,7 @@ demo: setup assets
 	$(VENV)/bin/vptune demo
 
 test: setup assets browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 bench: setup
 	$(PY) benchmarks/train_step.py --quick

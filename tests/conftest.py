@@ -13,6 +13,10 @@ import torch
 
 from vptune.data import prepare_task
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each of `pytest -n N`'s workers takes one core's share instead of all of them.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
 TINY = dict(img_size=32, patch_size=8, depth=3, embed_dim=64, num_heads=2, num_classes=0)
 
 
