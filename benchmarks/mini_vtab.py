@@ -59,13 +59,14 @@ class Form:
 
     tasks: list[str]
     methods: list[str]
-    lrs: list[float]
+    lrs: dict[str, list[float]]  # method -> the learning rates its grid tries
+    weight_decays: list[float]
     seeds: int
     epochs: int
     img_size: int
     backbone: str
     split_sizes: dict[str, int]  # train800, val200, test images kept per task
-    ablation: dict[str, list] = field(default_factory=dict)  # VPT-Deep setting -> values, swept with lrs[0]
+    ablation: dict[str, list] = field(default_factory=dict)  # VPT-Deep setting -> values, swept with VPT-Deep's first lr
 
 
 def full_form() -> tuple[Form, dict[str, list[str]]]:
@@ -75,7 +76,9 @@ def full_form() -> tuple[Form, dict[str, list[str]]]:
     for task in config["tasks"]:
         groups.setdefault(task["group"], []).append(task["name"])
     form = Form(
-        tasks=[task["name"] for task in config["tasks"]], methods=config["methods"], lrs=config["grid"]["lr"],
+        tasks=[task["name"] for task in config["tasks"]], methods=list(config["methods"]),
+        lrs={name: own["grid"]["lr"] for name, own in config["methods"].items()},
+        weight_decays=config["grid"]["weight_decay"],
         seeds=config["seeds"], epochs=config["epochs"], img_size=config["img_size"], backbone=config["backbone"],
         split_sizes=SPLIT_SIZES, ablation=ABLATION,
     )
@@ -83,23 +86,28 @@ def full_form() -> tuple[Form, dict[str, list[str]]]:
 
 
 def quick_form(form: Form, groups: dict[str, list[str]]) -> Form:
-    """2 tasks (one per group), Linear / Full / VPT-Deep, the first lr, 1 seed, 2 epochs, no ablation."""
-    return replace(form, tasks=[members[0] for members in groups.values()][:2], methods=["linear", "full", "vpt-deep"],
-                   lrs=form.lrs[:1], seeds=1, epochs=min(form.epochs, 2), ablation={})
+    """2 tasks (one per group), Linear / Full / VPT-Deep at their first lr, 1 seed, 2 epochs, no ablation."""
+    methods = ["linear", "full", "vpt-deep"]
+    return replace(form, tasks=[members[0] for members in groups.values()][:2], methods=methods,
+                   lrs={m: form.lrs[m][:1] for m in methods}, seeds=1, epochs=min(form.epochs, 2), ablation={})
 
 
 def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | None = None,
-                  lrs: list[float] | None = None, vary: dict[str, list] | None = None,
+                  lrs: dict[str, list[float]] | None = None, vary: dict[str, list] | None = None,
                   seeds: int | None = None) -> list[str]:
     """The `vptune sweep` command line of one sweep of `form` (the only place that builds one).
 
     `vary` holds ablation axes: each value is tuned and retrained on its own.
     """
+    methods = methods or form.methods
+    lrs = lrs or form.lrs
+    grids = [f"{m}:lr=" + ",".join(map(str, lrs[m])) for m in methods]
+    grids.append("weight_decay=" + ",".join(map(str, form.weight_decays)))
     return [
         sys.executable, "-m", "vptune", "sweep", "--data", str(data), "--task", ",".join(form.tasks),
-        "--method", ",".join(methods or form.methods), "--backbone", form.backbone,
+        "--method", ",".join(methods), "--backbone", form.backbone,
         "--img-size", str(form.img_size), "--epochs", str(form.epochs), "--seeds", str(seeds or form.seeds),
-        "--grid", "lr=" + ",".join(map(str, lrs or form.lrs)),
+        *(arg for grid in grids for arg in ("--grid", grid)),
         *(arg for key, values in (vary or {}).items() for arg in ("--vary", f"{key}={','.join(map(str, values))}")),
         "--out", str(out), "--quiet",
     ]
@@ -107,7 +115,8 @@ def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | Non
 
 def ablation_sweeps(form: Form, data: Path, out: Path) -> list[list[str]]:
     """One VPT-Deep sweep per ablation setting, 1 seed, the first lr."""
-    return [sweep_command(form, data, out / f"ablation-{key}", methods=["vpt-deep"], lrs=form.lrs[:1], seeds=1,
+    return [sweep_command(form, data, out / f"ablation-{key}", methods=["vpt-deep"],
+                          lrs={"vpt-deep": form.lrs["vpt-deep"][:1]}, seeds=1,
                           vary={key: values}) for key, values in form.ablation.items()]
 
 
@@ -128,7 +137,7 @@ def estimate_hours(form: Form) -> float:
             seconds += passes * FORWARD_SECONDS + (grid_points + 1) * STARTUP_SECONDS
         return len(form.tasks) * seeds * seconds
 
-    total = trials(form.methods, len(form.lrs), form.seeds)
+    total = trials(form.methods, max(len(v) for v in form.lrs.values()), form.seeds)
     total += sum(trials(["vpt-deep"], len(values), 1) for values in form.ablation.values())
     return total / 3600
 
@@ -177,7 +186,7 @@ def main() -> None:
     name = "mini-vtab-quick" if args.quick else "mini-vtab"
     work, results = Path(args.work) / name, Path(args.results) / name
     data, mini = work / "data", work / "data-mini"
-    print(f"{name}: {len(form.tasks)} tasks x {len(form.methods)} methods x {len(form.lrs)} lr x {form.seeds} seeds, "
+    print(f"{name}: {len(form.tasks)} tasks x {len(form.methods)} methods x {max(len(v) for v in form.lrs.values())} lr x {form.seeds} seeds, "
           f"{form.epochs} epochs at {form.img_size} px; estimated {estimate_hours(form):.2f} h on an unloaded 2-core CPU")
 
     if not args.dry_run:

@@ -28,7 +28,8 @@ def test_forms_follow_the_yaml_and_quick_takes_one_task_per_group():
                       "structured": ["dsprites-location", "dsprites-orientation", "shapes-count", "shapes-distance"]}
     quick = mini_vtab.quick_form(form, groups)
     assert quick.tasks == ["fashion-mnist", "dsprites-location"]
-    assert (len(quick.methods), len(quick.lrs), quick.seeds, quick.ablation) == (3, 1, 1, {})
+    assert (len(quick.methods), quick.seeds, quick.ablation) == (3, 1, {})
+    assert quick.lrs == {m: form.lrs[m][:1] for m in quick.methods} and form.lrs["full"] == [0.0001, 0.0002]
     assert quick.epochs <= 2
     assert mini_vtab.estimate_hours(form) < 3 and mini_vtab.estimate_hours(quick) < 0.25
 
@@ -39,7 +40,9 @@ def test_sweep_commands_carry_every_setting():
     flags = dict(zip(command[4::2], command[5::2]))
     assert command[1:4] == ["-m", "vptune", "sweep"]
     assert flags["--task"].split(",") == form.tasks and flags["--method"].split(",") == form.methods
-    assert (flags["--img-size"], flags["--seeds"], flags["--grid"]) == ("56", "3", "lr=0.01,0.001")
+    assert (flags["--img-size"], flags["--seeds"]) == ("56", "3")
+    grids = [command[i + 1] for i, arg in enumerate(command) if arg == "--grid"]
+    assert grids == [f"{m}:lr={','.join(map(str, form.lrs[m]))}" for m in form.methods] + ["weight_decay=0.0001"]
     (ablation,) = mini_vtab.ablation_sweeps(form, Path("data"), Path("work"))
     assert ablation[ablation.index("--vary") + 1] == "num_prompts=1,5,10"
     assert ablation[ablation.index("--out") + 1] == str(Path("work") / "ablation-num_prompts")
