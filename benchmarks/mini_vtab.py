@@ -24,7 +24,8 @@ forward pass per image (its features are computed once), the other methods 1x, p
 start-up per trial. `--dry-run` prints what the model gives for the chosen form: 2.50 hours
 for the full form (main sweep and prompt-length ablation; 100 train / 50 val / 200 test images
 per task, 2 epochs) and 0.08 hours (5 minutes) for `--quick`. On a loaded machine, multiply
-by the load per core.
+by the load per core. Measured on an unloaded 2-core AMD EPYC: the full form 20 min 15 s,
+`--quick` 1 min 23 s (docs/results.md), so the model is pessimistic by a factor of 4-7.
 """
 
 from __future__ import annotations
