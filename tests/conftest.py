@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from vptune.data import prepare_task
+from vptune.data.real_tasks import fashion_mnist_dir
+from vptune.errors import DataError
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each of `pytest -n N`'s workers takes one core's share instead of all of them.
@@ -110,3 +112,12 @@ def assert_one_line_error(code: int, stderr: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
+
+
+def fashion_available() -> bool:
+    """Whether the Debian Fashion-MNIST files (or $VPTUNE_FASHION_MNIST_DIR) are on this machine."""
+    try:
+        fashion_mnist_dir()
+    except DataError:
+        return False
+    return True

@@ -12,9 +12,11 @@ import pytest
 from PIL import Image
 
 from vptune.data import available_tasks, load_split, prepare_task
-from vptune.data.real_tasks import FASHION_MNIST_ENV, fashion_mnist_dir
+from vptune.data.real_tasks import FASHION_MNIST_ENV
 from vptune.data.synthetic_tasks import BACKGROUND
 from vptune.errors import DataError
+
+from conftest import fashion_available
 
 # name -> (number of classes, image size, default test size)
 EXPECTED = {
@@ -26,13 +28,6 @@ EXPECTED = {
     "shapes-distance": (6, (128, 128), 1000),
 }
 
-
-def fashion_available() -> bool:
-    try:
-        fashion_mnist_dir()
-    except DataError:
-        return False
-    return True
 
 
 def has_sklearn() -> bool:

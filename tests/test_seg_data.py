@@ -13,12 +13,13 @@ from PIL import Image
 
 from vptune.data import SegDataset, SegTransform, load_seg_split, prepare_task, seg_collate
 from vptune.data import seg_tasks
-from vptune.data.real_tasks import fashion_mnist_dir
 from vptune.data.seg_formats import load_pair
 from vptune.data.seg_tasks import Layer, compose
 from vptune.data.seg_transforms import random_crop
 from vptune.data.synthetic_tasks import BACKGROUND, CLEVR_COLOURS
 from vptune.errors import DataError
+
+from conftest import fashion_available
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -120,7 +121,7 @@ def test_folder_pairs_errors(tmp_path):
     with pytest.raises(DataError, match=rf"mask {task}/masks/train/a.png: label 2 is outside the classes 0\.\.1 "):
         load_pair(*split.samples[0], split)
     save_image(task / "masks" / "train" / "a.png", labels(4, 6, [0]))
-    with pytest.raises(DataError, match=rf"mask .*a.png is 6x4 but image .*a.jpg is 6x5; masks must"):
+    with pytest.raises(DataError, match=r"mask .*a.png is 6x4 but image .*a.jpg is 6x5; masks must"):
         load_pair(*split.samples[0], split)
     save_image(task / "masks" / "train" / "a.png", rgb(5, 6))
     with pytest.raises(DataError, match=r"a.png is a RGB image; save class ids as a single-channel"):
@@ -261,13 +262,6 @@ def test_compose_top_most_item_wins():
     assert np.array_equal(mask, expected)
     assert np.array_equal(image[..., 0], np.choose(expected, [5, 10, 20]))
 
-
-def fashion_available() -> bool:
-    try:
-        fashion_mnist_dir()
-    except DataError:
-        return False
-    return True
 
 
 def tree_digest(folder: Path) -> str:

@@ -16,23 +16,14 @@ from safetensors.torch import load_file
 import vptune
 from vptune.cli.main import main
 from vptune.data import prepare_task, seg_tasks
-from vptune.data.real_tasks import fashion_mnist_dir
 from vptune.engine.evaluate import load_run_model, run_config
 from vptune.data import input_spec
 from vptune.engine.seg_inference import _starts, segment, slide_logits
 from vptune.engine.distributed import Dist
 from vptune.engine.segmentation import by_class, evaluate_segmentation, pixel_hits, predict_mask
-from vptune.errors import DataError
 
-from conftest import TINY_CLI, assert_one_line_error, tiny_vit
+from conftest import TINY_CLI, assert_one_line_error, fashion_available, tiny_vit
 
-
-def fashion_available() -> bool:
-    try:
-        fashion_mnist_dir()
-    except DataError:
-        return False
-    return True
 
 
 TASK = "fashion-scenes" if fashion_available() else "shapes-seg"

@@ -49,7 +49,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-epochs", type=float, help=f"linear warm-up length, >= 0 (default: {recipe('warmup_epochs')})")
     parser.add_argument("--schedule", help=f"lr schedule after warm-up: {' or '.join(SCHEDULES)} (default: {recipe('schedule')})")
     parser.add_argument("--poly-power", type=float, help=f"exponent of the poly schedule, > 0 (default: {d.poly_power})")
-    parser.add_argument("--min-lr", type=float, help=f"lr the poly schedule ends at, >= 0 (default: classification 0, segmentation lr/10)")
+    parser.add_argument("--min-lr", type=float, help="lr the poly schedule ends at, >= 0 (default: classification 0, segmentation lr/10)")
     parser.add_argument("--head-lr-multiplier", type=float,
                         help=f"the head trains at lr times this, e.g. 10 as SETR, > 0 (default: {recipe('head_lr_multiplier')})")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value, > 0 (default: no clipping)")
