@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -121,3 +123,21 @@ def fashion_available() -> bool:
     except DataError:
         return False
     return True
+
+
+def tree_digest(folder: Path) -> str:
+    """A hash of every file under `folder`, names and bytes, to compare two generated trees."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_benchmark(script: Path):
+    """A benchmarks/ script imported as a module named after its file."""
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[script.stem] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections import Counter
 from pathlib import Path
@@ -16,7 +15,7 @@ from vptune.data.real_tasks import FASHION_MNIST_ENV
 from vptune.data.synthetic_tasks import BACKGROUND
 from vptune.errors import DataError
 
-from conftest import fashion_available
+from conftest import fashion_available, tree_digest
 
 # name -> (number of classes, image size, default test size)
 EXPECTED = {
@@ -27,7 +26,6 @@ EXPECTED = {
     "shapes-count": (8, (128, 128), 1000),
     "shapes-distance": (6, (128, 128), 1000),
 }
-
 
 
 def has_sklearn() -> bool:
@@ -57,14 +55,6 @@ def prepared(tmp_path_factory) -> Path:
 
 def labels_of(root: Path, name: str, split: str) -> list[int]:
     return [label for _, label in load_split(root, name, split).samples]
-
-
-def tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def test_available_tasks():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +10,10 @@ import yaml
 
 from vptune.data.formats import load_split
 
-from conftest import SMALL_SPLITS
+from conftest import SMALL_SPLITS, load_benchmark
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "mini_vtab.py"
-spec = importlib.util.spec_from_file_location("mini_vtab", SCRIPT)
-mini_vtab = importlib.util.module_from_spec(spec)
-sys.modules["mini_vtab"] = mini_vtab  # dataclasses look their module up there
-spec.loader.exec_module(mini_vtab)
+mini_vtab = load_benchmark(SCRIPT)
 
 
 def test_forms_follow_the_yaml_and_quick_takes_one_task_per_group():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from vptune.data.seg_transforms import random_crop
 from vptune.data.synthetic_tasks import BACKGROUND, CLEVR_COLOURS
 from vptune.errors import DataError
 
-from conftest import fashion_available
+from conftest import fashion_available, tree_digest
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -261,15 +260,6 @@ def test_compose_top_most_item_wins():
     expected[4, 4] = 1
     assert np.array_equal(mask, expected)
     assert np.array_equal(image[..., 0], np.choose(expected, [5, 10, 20]))
-
-
-
-def tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,10 @@ from vptune.cli.main import build_parser
 from vptune.cli.train import config_from_args
 from vptune.data import load_seg_split
 
+from conftest import load_benchmark
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "seg_offline.py"
-spec = importlib.util.spec_from_file_location("seg_offline", SCRIPT)
-seg_offline = importlib.util.module_from_spec(spec)
-sys.modules["seg_offline"] = seg_offline  # dataclasses look their module up there
-spec.loader.exec_module(seg_offline)
+seg_offline = load_benchmark(SCRIPT)
 
 
 def test_train_commands_parse_into_the_form_settings():
