@@ -23,6 +23,9 @@ class SamplePrompts:
     `groups` pairs each task's prompt with the indices of its samples; samples in no group
     get no prompts. `cls_only` must say whether the forward computes only [CLS] in its last
     block (`reads_only_cls`), which decides whose prompt outputs travel on.
+
+    The key/value prompts of every block are laid out once per batch in one table (task x
+    block x slot), so that each block gathers its samples' prompts with one indexing op.
     """
 
     def __init__(
@@ -33,10 +36,16 @@ class SamplePrompts:
                 raise ValueError(f"per-sample prompts take location 'prepend', not '{prompt.location}'")
         self.groups = groups
         self.batch = batch
-        # Tasks whose last prompted block's outputs travel on rather than give keys and values only.
-        travelling = [p.num_prompts for p, _ in groups if not (cls_only and p.last_block == depth - 1)]
+        # Blocks [first, stop) where a task's prompts give keys and values only; at `stop` (when
+        # stop <= last_block) its prompt outputs travel on.
+        self._kv_spans = [
+            (p.first_block, p.last_block + 1 if cls_only and p.last_block == depth - 1 else p.last_block)
+            for p, _ in groups
+        ]
+        travelling = [p.num_prompts for (p, _), (_, stop) in zip(groups, self._kv_spans) if stop <= p.last_block]
         self.slots = max(travelling, default=0)
         self.live: torch.Tensor | None = None  # (B, slots) bool once the slots are in the sequence
+        self._table, self._owner, self._kv_width = _key_value_table(groups, self._kv_spans, batch, depth)
 
     @property
     def num_prompts(self) -> int:
@@ -51,12 +60,8 @@ class SamplePrompts:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """As `VitPrompt.enter_block`, per sample, with the key mask over `[x, kv tokens]`."""
         prefix = backbone.num_prefix_tokens
-        kv_parts, inserted = [], []
-        for prompt, samples in self.groups:
-            if prompt.first_block <= index <= prompt.last_block:
-                tokens = prompt.block_tokens(index - prompt.first_block, len(samples), backbone)
-                replaced = index < prompt.last_block or final
-                (kv_parts if replaced else inserted).append((samples, tokens))
+        inserted = [(prompt, samples) for (prompt, samples), (_, stop) in zip(self.groups, self._kv_spans)
+                    if index == stop <= prompt.last_block]
         if inserted:
             if self.live is None:
                 empty = x.new_zeros(x.shape[0], self.slots, x.shape[2])
@@ -64,33 +69,62 @@ class SamplePrompts:
                 self.live = torch.zeros(x.shape[0], self.slots, dtype=torch.bool, device=x.device)
             else:
                 x = x.clone()  # the previous block's output may be saved for its backward
-            for samples, tokens in inserted:
+            for prompt, samples in inserted:
+                tokens = prompt.block_tokens(index - prompt.first_block, len(samples), backbone)
                 x[samples, prefix:prefix + tokens.shape[1]] = tokens.to(x.dtype)
                 self.live[samples, :tokens.shape[1]] = True
-        kv_tokens, kv_live = _padded(kv_parts, x)
-        return x, kv_tokens, self._key_mask(x, prefix, kv_live)
+        width, all_live = self._kv_width[index]
+        kv_tokens = kv_live = None
+        if width:
+            tokens, live = self._table
+            kv_tokens = tokens[:, index, :width][self._owner].to(x.dtype)
+            kv_live = None if all_live else live[:, index, :width][self._owner]
+        return x, kv_tokens, self._key_mask(x, prefix, kv_tokens, kv_live)
 
-    def _key_mask(self, x: torch.Tensor, prefix: int, kv_live: torch.Tensor | None) -> torch.Tensor | None:
-        masks = [] if self.live is None else [self.live]
-        masks += [] if kv_live is None else [kv_live]
-        if all(bool(m.all()) for m in masks):
+    def _key_mask(
+        self, x: torch.Tensor, prefix: int, kv_tokens: torch.Tensor | None, kv_live: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        slots_live = self.live is None or bool(self.live.all())
+        if slots_live and kv_live is None:
             return None  # nothing padded: the unmasked attention kernel
         seen = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
         if self.live is not None:
             seen[:, prefix:prefix + self.slots] = self.live
-        return seen if kv_live is None else torch.cat([seen, kv_live], dim=1)
+        if kv_tokens is None:
+            return seen
+        if kv_live is None:
+            kv_live = torch.ones(kv_tokens.shape[:2], dtype=torch.bool, device=x.device)
+        return torch.cat([seen, kv_live], dim=1)
 
 
-def _padded(
-    parts: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Key/value tokens `(B, P_max, C)` of every sample, zero-padded, and which of them are real."""
-    if not parts:
-        return None, None
-    width = max(tokens.shape[1] for _, tokens in parts)
-    kv = x.new_zeros(x.shape[0], width, x.shape[2])
-    live = torch.zeros(x.shape[0], width, dtype=torch.bool, device=x.device)
-    for samples, tokens in parts:
-        kv[samples, :tokens.shape[1]] = tokens.to(x.dtype)
-        live[samples, :tokens.shape[1]] = True
-    return kv, live
+def _key_value_table(
+    groups: list[tuple[VitPrompt, torch.Tensor]], spans: list[tuple[int, int]], batch: int, depth: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor, list[tuple[int, bool]]]:
+    """Every task's key/value prompt tokens by block, zero-padded, and who reads which row.
+
+    Returns `(tokens (T + 1, depth, P, C), live (T + 1, depth, P))` (row T: no prompts),
+    each sample's row, and per block the slots in use and whether every sample fills them.
+    """
+    width = max((p.num_prompts for (p, _), (first, stop) in zip(groups, spans) if stop > first), default=0)
+    owner = torch.full((batch,), len(groups), dtype=torch.long)
+    for row, (_, samples) in enumerate(groups):
+        owner[samples.cpu()] = row
+    present = set(owner.tolist())
+    per_block = []
+    for index in range(depth):
+        counts = {row: p.num_prompts for row, ((p, _), (first, stop)) in enumerate(zip(groups, spans))
+                  if first <= index < stop}
+        used = max(counts.values(), default=0)
+        per_block.append((used, all(counts.get(row, 0) == used for row in present)))
+    if width == 0:
+        return None, owner, per_block
+    first_prompt = groups[0][0].embeddings
+    tokens, live = None, torch.zeros(len(groups) + 1, depth, width, dtype=torch.bool, device=first_prompt.device)
+    for row, ((prompt, _), (first, stop)) in enumerate(zip(groups, spans)):
+        if stop > first:
+            own = prompt.dropout(prompt.proj(prompt.embeddings[: stop - first]))
+            if tokens is None:
+                tokens = own.new_zeros(len(groups) + 1, depth, width, own.shape[-1])
+            tokens[row, first:stop, :own.shape[1]] = own
+            live[row, first:stop, :own.shape[1]] = True
+    return (tokens, live), owner.to(first_prompt.device), per_block
