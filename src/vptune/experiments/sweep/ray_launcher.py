@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ except ImportError:
     raise VptuneError("--launcher ray needs Ray: pip install 'vptune[ray]'") from None
 
 
-def run_on_ray(spec: SweepSpec, stage: str, trials: list[Trial], on_record) -> None:
+def run_on_ray(spec: SweepSpec, stage: str, trials: list[Trial], on_record: Callable[[dict], None]) -> None:
     """Run `trials` on the Ray cluster at `spec.ray_address` (a local one when None)."""
     started_here = not ray.is_initialized()
     if started_here:
@@ -34,19 +35,21 @@ def run_on_ray(spec: SweepSpec, stage: str, trials: list[Trial], on_record) -> N
         storage = Path(spec.out) / "ray"
         name = f"{stage}-" + hashlib.sha256("".join(t.id for t in trials).encode()).hexdigest()[:12]
         trainable = tune.with_resources(_trainable, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
-        callbacks = [_Records(on_record)]
+        _SINKS[name] = on_record
         if tune.Tuner.can_restore(str(storage / name)):
+            # The restored run config brings its own _Records, which finds this process's sink by name.
             tuner = tune.Tuner.restore(str(storage / name), trainable, resume_unfinished=True, resume_errored=True)
-            # A restored experiment keeps its own run config; the callbacks are this process's.
-            tuner._local_tuner.get_run_config().callbacks = callbacks
         else:
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
                 run_config=tune.RunConfig(storage_path=str(storage.absolute()), name=name, verbose=0,
-                                          callbacks=callbacks),
+                                          callbacks=[_Records(name)]),
             )
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        finally:
+            del _SINKS[name]
         if results.errors:
             raise VptuneError(f"a Ray trial failed: {str(results.errors[0]).strip().splitlines()[-1]}")
     finally:
@@ -60,16 +63,18 @@ def _trainable(config: dict[str, Any]) -> None:
     tune.report({"record": json.dumps(record)})
 
 
+# Where each running experiment's records go, by experiment name (driver side). Tune pickles
+# its run config with the experiment, so callbacks hold the name, not the sink.
+_SINKS: dict[str, Callable[[dict], None]] = {}
+
+
 class _Records(tune.Callback):
     """Hands each reported record to the sweep as its trial finishes (driver side)."""
 
-    def __init__(self, on_record) -> None:
-        self.on_record = on_record
-
-    def __reduce__(self):
-        # Tune pickles its run config with the experiment; the sink belongs to this process only.
-        return (_Records, (None,))
+    def __init__(self, experiment: str) -> None:
+        self.experiment = experiment
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if self.on_record is not None:
-            self.on_record(json.loads(result["record"]))
+        sink = _SINKS.get(self.experiment)
+        if sink is not None:
+            sink(json.loads(result["record"]))
