@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import timm
 
@@ -296,3 +297,15 @@ def test_cli_misuse_ends_in_one_line(two_tasks, tmp_path, capsys, flags, message
     assert code != 0
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_segmentation_task_is_refused_in_one_line(tmp_path):
+    task = tmp_path / "data" / "scenes"
+    for kind in ("images", "masks"):
+        (task / kind / "train").mkdir(parents=True)
+    Image.new("RGB", (14, 14)).save(task / "images" / "train" / "a.png")
+    Image.new("L", (14, 14)).save(task / "masks" / "train" / "a.png")
+    (task / "classes.txt").write_text("background\nthing\n")
+    values = {"data": str(tmp_path / "data"), "tasks": ["scenes"], "methods": ["linear"], "out": str(tmp_path / "out")}
+    with pytest.raises(VptuneError, match="'scenes' is a segmentation task; vptune sweep runs classification"):
+        run_sweep(build_spec(values), show=False)

@@ -24,9 +24,9 @@ from ...engine import TrainConfig, evaluate_run, train
 from ...engine.checkpoint import CHECKPOINT
 from ...engine.config import default_lr
 from ...engine.evaluate import TASK_FILE, run_config
-from ...engine.loaders import default_splits, full_train_split, task_format
+from ...engine.loaders import default_splits, full_train_split, is_segmentation, task_format
 from ...engine.trainer import RUNTIME_KEYS
-from ...errors import TrainingError
+from ...errors import TrainingError, VptuneError
 from .grid import grid_points
 from .spec import MethodSpec, SweepSpec, TaskSpec, split_options
 
@@ -75,6 +75,9 @@ def tune_trials(spec: SweepSpec) -> list[Trial]:
     trials = []
     for task in spec.tasks:
         fmt = task_format(spec.data, task.name)
+        if is_segmentation(fmt):
+            raise VptuneError(f"task '{task.name}' is a segmentation task; vptune sweep runs classification tasks "
+                              "(tune segmentation with vptune train, choosing on val mIoU)")
         train_split, eval_split = default_splits(fmt)
         seed = spec.settings.get("seed", 0)
         for method in spec.methods:
