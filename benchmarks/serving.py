@@ -1,14 +1,16 @@
 """Multi-task serving throughput, latency and memory, against baselines measured in the same run.
 
-For 1, 10, 100 and 1,000 tasks on one backbone (all VPT-Deep, and a mix of VPT-Deep with two
-prompt lengths and Linear), batches are drawn from a request stream whose task popularity is
+For 1, 10, 100 and 1,000 tasks on one backbone (all VPT-Deep; a mix of VPT-Deep with two
+prompt lengths and Linear; and half VPT-Deep, half Bias, whose tasks run as sub-batches), batches are drawn from a request stream whose task popularity is
 uniform, Zipf (s=1.1) or all one task, and run three ways on the same prepared images:
 
 - mixed: one `MultiTask.logits` call for the whole batch, whatever its tasks (what `vptune
   serve` does);
-- one-task: the same batch, all of the batch's first task (the best case of batching);
-- per-task: each task as its own model (`vptune.load(file)` on the shared backbone), one
-  forward per task present in the batch.
+- one-task: the same images, each at the speed of a batch all of one task of its own kind
+  (VPT-Deep of either prompt length, or Linear): for each kind in the batch, a batch all of its
+  first task is timed and weighted by the kind's share of the batch (the best case of batching);
+- per-task: each task as its own model (the task's `vptune.load(file)` model on the shared
+  backbone, `MultiTask.model(name)`), one forward per task present in the batch.
 
 It prints images/s and the p50/p99 latency of a batch for each, and the resident memory
 (RSS) that adding the tasks cost against the sum of their per-task file sizes. Every task
@@ -25,6 +27,8 @@ long: requests/s and p50/p99 request latency, end to end.
 from __future__ import annotations
 
 import argparse
+import copy
+import ctypes
 import gc
 import io
 import json
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +51,16 @@ import vptune
 from vptune.serve import MultiTask
 
 POPULARITY = ("uniform", "zipf", "one-task")
-MIXES = ("vpt-deep", "mix")
+MIXES = ("vpt-deep", "mix", "bias-mix")
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS, so RSS counts live memory only."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
 
 
 def rss_bytes() -> int:
@@ -57,19 +71,23 @@ def rss_bytes() -> int:
 
 
 def task_recipes(mix: str, num_prompts: int) -> list[tuple[str, dict]]:
-    """The methods tasks cycle through: all VPT-Deep, or VPT-Deep of two prompt lengths and Linear."""
+    """The methods tasks cycle through: all VPT-Deep; VPT-Deep of two prompt lengths and Linear;
+    or VPT-Deep and Bias (whose tasks change backbone tensors, so each runs as its own sub-batch)."""
+    deep = ("vpt-deep", {"num_prompts": num_prompts})
     if mix == "vpt-deep":
-        return [("vpt-deep", {"num_prompts": num_prompts})]
-    return [("vpt-deep", {"num_prompts": num_prompts}), ("vpt-deep", {"num_prompts": max(1, num_prompts // 10)}),
-            ("linear", {})]
+        return [deep]
+    if mix == "bias-mix":
+        return [deep, ("bias", {})]
+    return [deep, ("vpt-deep", {"num_prompts": max(1, num_prompts // 10)}), ("linear", {})]
 
 
 def write_tasks(backbone: torch.nn.Module, folder: Path, count: int, mix: str, num_prompts: int,
                 classes: int, img_size: int, backbone_id: str) -> list[Path]:
     """`count` per-task files on `backbone`: one model per recipe, its tuned tensors re-drawn for each task."""
+    # A Bias template gets its own copy of the backbone: its tuned tensors are backbone tensors.
     templates = [
-        vptune.create(backbone, method, classes, pretrained=False, img_size=img_size, backbone_id=backbone_id,
-                      **options)
+        vptune.create(backbone if method != "bias" else copy.deepcopy(backbone), method, classes, pretrained=False,
+                      img_size=img_size, backbone_id=backbone_id, **options)
         for method, options in task_recipes(mix, num_prompts)
     ]
     paths = []
@@ -174,31 +192,40 @@ def one_setting(args: argparse.Namespace, count: int, mix: str) -> list[dict]:
         paths = write_tasks(backbone, Path(tmp), count, mix, args.num_prompts, args.classes, args.img_size,
                             backbone_id)
         file_bytes = sum(path.stat().st_size for path in paths)
-        gc.collect()
+        release_freed_memory()
         before = rss_bytes()
         multitask = MultiTask(backbone)
         for path in paths:
             multitask.add(path.stem, path)
-        gc.collect()
+        release_freed_memory()
         growth = rss_bytes() - before
         names = [path.stem for path in paths]
-        own = {}
+        kinds = len(task_recipes(mix, args.num_prompts))
+        kind_of = {name: i % kinds for i, name in enumerate(names)}  # write_tasks cycles through the recipes
+
+        def one_task(batch_names: list[str]) -> float:
+            """Seconds of the batch if each image ran at its kind's one-task batch speed."""
+            first = {}
+            for name in batch_names:
+                first.setdefault(kind_of[name], name)
+            share = Counter(kind_of[name] for name in batch_names)
+            return sum(share[kind] / args.batch * timed(lambda: multitask.logits(images, [name] * args.batch))
+                       for kind, name in first.items())
+
         for popularity in POPULARITY:
             batches = sample_batches(names, popularity, args.batch, args.warmup + args.repeats, seed=count)
-            for name in {n for b in batches for n in b} - set(own):
-                own[name] = vptune.load(Path(tmp) / f"{name}.safetensors", backbone,
-                                        backbone_fingerprint=multitask.fingerprint).eval()
             times = {"mixed": [], "one-task": [], "per-task": []}
             with torch.no_grad():
                 for i, batch_names in enumerate(batches):
                     runs = {
-                        "mixed": lambda: multitask.logits(images, batch_names),
-                        "one-task": lambda: multitask.logits(images, [batch_names[0]] * args.batch),
-                        "per-task": lambda: [own[n](images[[j for j, m in enumerate(batch_names) if m == n]])
-                                             for n in dict.fromkeys(batch_names)],
+                        "mixed": lambda: timed(lambda: multitask.logits(images, batch_names)),
+                        "one-task": lambda: one_task(batch_names),
+                        "per-task": lambda: timed(lambda: [
+                            multitask.model(n)(images[[j for j, m in enumerate(batch_names) if m == n]])
+                            for n in dict.fromkeys(batch_names)]),
                     }
                     for way, run in runs.items():  # interleaved, so machine load falls on all alike
-                        seconds = timed(run)
+                        seconds = run()
                         if i >= args.warmup:
                             times[way].append(seconds)
             rows.append({
@@ -240,6 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small backbone, fewer repeats (a few minutes on 2 cores)")
     parser.add_argument("--tasks", default="1,10,100,1000", help="task counts, comma-separated")
+    parser.add_argument("--mixes", default=",".join(MIXES), help=f"task mixes, comma-separated ({', '.join(MIXES)})")
     parser.add_argument("--arch", default=None, help="timm architecture (vit_base_patch16_224; quick: vit_tiny_patch16_224)")
     parser.add_argument("--img-size", type=int, default=None, help="image size (224; quick: 64)")
     parser.add_argument("--num-prompts", type=int, default=None, help="VPT-Deep prompts (50; quick: 10)")
@@ -263,7 +291,10 @@ def main() -> None:
     print(f"backbone {args.arch} @{args.img_size}px, VPT-Deep {args.num_prompts} prompts, batch {args.batch}, "
           f"{args.repeats} timed batches, torch threads {torch.get_num_threads()}")
     rows = []
-    for count, mix in [(int(n), mix) for n in args.tasks.split(",") for mix in MIXES]:
+    unknown = sorted(set(args.mixes.split(",")) - set(MIXES))
+    if unknown:
+        parser.error(f"unknown mix {', '.join(unknown)}; choose from {', '.join(MIXES)}")
+    for count, mix in [(int(n), mix) for n in args.tasks.split(",") for mix in args.mixes.split(",")]:
         command = [sys.executable, __file__, "--one", f"{count}:{mix}"] + [
             f"--{key.replace('_', '-')}={getattr(args, key)}"
             for key in ("arch", "img_size", "num_prompts", "batch", "repeats", "warmup", "classes", "http")
