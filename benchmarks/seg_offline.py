@@ -3,7 +3,8 @@
 Prepares fashion-scenes and shapes-seg, keeps a seeded subset of each split (200 train,
 100 val, 200 test scenes), then for Head only (`linear` method), Bias, VPT-Deep, VPT+Bias
 (`vpt-deep+bias`) and Full, all with a setr-pup head (64 channels instead of SETR's 256, so
-that the decoder does not dominate on a CPU), on the offline DINOv2 ViT-S/14 at 112 px:
+that the decoder does not dominate on a CPU), on the offline DINOv2 ViT-S/14 at 84 px, batch 8,
+4 epochs:
 
 1. trains seed 0 at every learning rate of the grid on train, scored on val (`vptune train`
    keeps the epoch with the best val mIoU); the lr with the best val mIoU is chosen (the test
@@ -21,15 +22,12 @@ head lr x10, poly schedule to lr/10, no warm-up) with the grid's lr.
     python benchmarks/seg_offline.py --quick       # 1 task, 1 seed, 1 lr, 1 epoch, 32/16/16 scenes
     python benchmarks/seg_offline.py               # the full form
 
-Time estimate. One measurement on a shared 2-core CPU (load average 3.5-6.8):
-`vptune train --task fashion-scenes --backbone dinov2-s14-imgfocus --img-size 112 --method
-vpt-deep --head setr-naive --epochs 2 --batch-size 16` on 200 train + 100 val scenes took
-249 s (83 s and 166 s per epoch). The cost model below reads that as 249 / (2 * (200 + 100/3))
-seconds per training scene and epoch (a validation scene counts a third of one), Head only
-costing 0.4x (no backward through the backbone), Full 1.5x, the other methods 1x, plus 15 s of
-start-up per run. `--dry-run` prints what that gives: 6.01 hours for the full form
-(2 tasks x 5 methods x (2 lrs + 2 more seeds), 4 epochs) and 0.07 hours (4 minutes) for `--quick`, on a
-machine loaded as in the measurement.
+Time estimate, from the full form's measured run (docs/results.md: 3701 s, torch on one thread
+while the other core of the 2-core CPU ran benchmarks/mini_vtab.py): a training scene costs
+0.080 s per epoch with VPT-Deep (a validation or test scene a third of that), Head only 0.83x,
+Full 1.17x, the other methods 1x, plus 8 s of start-up per run or evaluation. `--dry-run`
+prints what that gives: 1.03 hours for the full form (2 tasks x 5 methods x (2 lrs + 2 more
+seeds), 4 epochs on 200 train / 100 val scenes, 3 tests on 200) and 0.03 hours for `--quick`.
 """
 
 from __future__ import annotations
@@ -50,10 +48,10 @@ import numpy as np
 from vptune.data import prepare_task
 
 METHODS = {"Head only": "linear", "Bias": "bias", "VPT-Deep": "vpt-deep", "VPT+Bias": "vpt-deep+bias", "Full": "full"}
-# Seconds per training scene and epoch at 112 px (see the docstring), and the per-method factors.
-SCENE_SECONDS = 249 / (2 * (200 + 100 / 3))
-METHOD_COST = {"linear": 0.4, "full": 1.5}
-STARTUP_SECONDS = 15.0
+# Seconds per training scene and epoch at 84 px, batch 8 (see the docstring), and the per-method factors.
+SCENE_SECONDS = 0.080
+METHOD_COST = {"linear": 0.83, "full": 1.17}
+STARTUP_SECONDS = 8.0
 SPLITS = ("train", "val", "test")
 
 
@@ -75,7 +73,7 @@ class Form:
 
 
 FULL = Form(tasks=["fashion-scenes", "shapes-seg"], methods=METHODS, lrs=[1e-3, 1e-2], seeds=3, epochs=4,
-            sizes={"train": 200, "val": 100, "test": 200})
+            sizes={"train": 200, "val": 100, "test": 200}, img_size=84, batch_size=8)
 QUICK = replace(FULL, tasks=FULL.tasks[:1], lrs=FULL.lrs[1:], seeds=1, epochs=1,
                 sizes={"train": 32, "val": 16, "test": 16})
 
@@ -105,7 +103,7 @@ def estimate_seconds(form: Form) -> float:
     for method in form.methods.values():
         runs = len(form.lrs) + form.seeds - 1
         per_run = form.epochs * (n_train + n_val / 3) * SCENE_SECONDS * METHOD_COST.get(method, 1.0)
-        tests = form.seeds * (n_test / 3 * SCENE_SECONDS + STARTUP_SECONDS)
+        tests = form.seeds * (n_test / 3 * SCENE_SECONDS * METHOD_COST.get(method, 1.0) + STARTUP_SECONDS)
         total += runs * (per_run + STARTUP_SECONDS) + tests
     return total * len(form.tasks)
 

@@ -27,7 +27,7 @@ def test_train_commands_parse_into_the_form_settings():
     config = config_from_args(build_parser().parse_args(command[3:]))
     assert (config.task, config.method, config.head, config.head_options) == (
         "shapes-seg", "vpt-deep+bias", "setr-pup", {"channels": 64})
-    assert (config.img_size, config.epochs, config.batch_size, config.lr, config.seed) == (112, 4, 16, 0.01, 2)
+    assert (config.img_size, config.epochs, config.batch_size, config.lr, config.seed) == (84, 4, 8, 0.01, 2)
     # Optimizer and schedule stay unset: the run fills in the segmentation recipe.
     assert config.optimizer is None and config.schedule is None and config.head_lr_multiplier is None
 
