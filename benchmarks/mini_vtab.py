@@ -14,18 +14,14 @@ the full-size splits).
     python benchmarks/mini_vtab.py --quick              # 2 tasks, 3 methods, 1 lr, 1 seed, 2 epochs
     python benchmarks/mini_vtab.py                      # the full form
 
-Time estimate. One measurement on a shared 2-core CPU (load average about 10, i.e. five
-runnable processes per core) with `vptune train --img-size 56 --batch-size 32 --epochs 1` on
-fashion-mnist (800 train + 200 val images): VPT-Deep took 273 s; Full had not finished its
-epoch after 572 s. The cost model below reads that as 273 / 2600 s per image forward pass
-(a training image counts 3 passes, forward and backward), divided by 5 for an unloaded
-2-core CPU, and Full costing 2.1x VPT-Deep per training image, Partial-1 0.45x, Linear one
-forward pass per image (its features are computed once), the other methods 1x, plus 3 s of
-start-up per trial. `--dry-run` prints what the model gives for the chosen form: 2.50 hours
-for the full form (main sweep and prompt-length ablation; 100 train / 50 val / 200 test images
-per task, 2 epochs) and 0.08 hours (5 minutes) for `--quick`. On a loaded machine, multiply
-by the load per core. Measured on an unloaded 2-core AMD EPYC: the full form 20 min 15 s,
-`--quick` 1 min 23 s (docs/results.md), so the model is pessimistic by a factor of 4-7.
+Time estimate, from the full form's measured run (docs/results.md): each method's seconds per
+image pass (a training image in one epoch, or one evaluated image) are the mean wall time of
+its final trials there (3 epochs on 300 images, then 300 test images) / 1200, with torch on
+one thread while the other core of the 2-core CPU ran benchmarks/seg_offline.py; Linear
+embeds each image once, so its figure is per embedded image; plus 1 s per trial. Against
+that run's tuning trials (3 epochs on 200 images, 100 validation images each epoch) the
+model is within about 15% per method. `--dry-run` prints what it gives: 1.34 hours for the
+full form (main sweep and the prompt-length ablation) and 0.05 hours for `--quick`.
 """
 
 from __future__ import annotations
@@ -44,13 +40,13 @@ import yaml
 from vptune.data import prepare_task
 
 CONFIG = Path(__file__).with_name("mini_vtab.yaml")
-# Seconds per image forward pass on an unloaded 2-core CPU at 56 px (see the docstring).
-FORWARD_SECONDS = 273 / 2600 / 5
-TRAIN_COST = {"full": 2.1, "partial-1": 0.45, "linear": 0.0}  # per training image, relative to VPT-Deep
-STARTUP_SECONDS = 3.0
+# Seconds per image pass of each method (see the docstring); other methods count as VPT-Deep.
+IMAGE_SECONDS = {"adapter": 0.01751, "bias": 0.01759, "full": 0.02744, "linear": 0.00750, "lora": 0.01836,
+                 "partial-1": 0.00710, "vpt-deep": 0.01846, "vpt-shallow": 0.02447}
+TRIAL_SECONDS = 1.0
 # Images kept per split and task (train800val200 = the kept train800 + val200).
-SPLIT_SIZES = {"train800": 100, "val200": 50, "test": 200}
-# A second, VPT-Deep-only sweep (1 seed, first lr) for the prompt-length figure.
+SPLIT_SIZES = {"train800": 200, "val200": 100, "test": 300}
+# A second, VPT-Deep-only sweep (1 seed, first lr, the first task of each group) for the prompt-length figure.
 ABLATION = {"num_prompts": [1, 5, 10]}
 
 
@@ -64,10 +60,12 @@ class Form:
     weight_decays: list[float]
     seeds: int
     epochs: int
+    batch_size: int
     img_size: int
     backbone: str
     split_sizes: dict[str, int]  # train800, val200, test images kept per task
     ablation: dict[str, list] = field(default_factory=dict)  # VPT-Deep setting -> values, swept with VPT-Deep's first lr
+    ablation_tasks: list[str] = field(default_factory=list)  # the tasks the ablation sweeps run on
 
 
 def full_form() -> tuple[Form, dict[str, list[str]]]:
@@ -80,8 +78,9 @@ def full_form() -> tuple[Form, dict[str, list[str]]]:
         tasks=[task["name"] for task in config["tasks"]], methods=list(config["methods"]),
         lrs={name: own["grid"]["lr"] for name, own in config["methods"].items()},
         weight_decays=config["grid"]["weight_decay"],
-        seeds=config["seeds"], epochs=config["epochs"], img_size=config["img_size"], backbone=config["backbone"],
-        split_sizes=SPLIT_SIZES, ablation=ABLATION,
+        seeds=config["seeds"], epochs=config["epochs"], batch_size=config["batch_size"], img_size=config["img_size"],
+        backbone=config["backbone"], split_sizes=SPLIT_SIZES, ablation=ABLATION,
+        ablation_tasks=[members[0] for members in groups.values()],
     )
     return form, groups
 
@@ -95,7 +94,7 @@ def quick_form(form: Form, groups: dict[str, list[str]]) -> Form:
 
 def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | None = None,
                   lrs: dict[str, list[float]] | None = None, vary: dict[str, list] | None = None,
-                  seeds: int | None = None) -> list[str]:
+                  seeds: int | None = None, tasks: list[str] | None = None) -> list[str]:
     """The `vptune sweep` command line of one sweep of `form` (the only place that builds one).
 
     `vary` holds ablation axes: each value is tuned and retrained on its own.
@@ -105,9 +104,9 @@ def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | Non
     grids = [f"{m}:lr=" + ",".join(map(str, lrs[m])) for m in methods]
     grids.append("weight_decay=" + ",".join(map(str, form.weight_decays)))
     return [
-        sys.executable, "-m", "vptune", "sweep", "--data", str(data), "--task", ",".join(form.tasks),
+        sys.executable, "-m", "vptune", "sweep", "--data", str(data), "--task", ",".join(tasks or form.tasks),
         "--method", ",".join(methods), "--backbone", form.backbone,
-        "--img-size", str(form.img_size), "--epochs", str(form.epochs), "--seeds", str(seeds or form.seeds),
+        "--img-size", str(form.img_size), "--epochs", str(form.epochs), "--batch-size", str(form.batch_size), "--seeds", str(seeds or form.seeds),
         *(arg for grid in grids for arg in ("--grid", grid)),
         *(arg for key, values in (vary or {}).items() for arg in ("--vary", f"{key}={','.join(map(str, values))}")),
         "--out", str(out), "--quiet",
@@ -118,28 +117,28 @@ def ablation_sweeps(form: Form, data: Path, out: Path) -> list[list[str]]:
     """One VPT-Deep sweep per ablation setting, 1 seed, the first lr."""
     return [sweep_command(form, data, out / f"ablation-{key}", methods=["vpt-deep"],
                           lrs={"vpt-deep": form.lrs["vpt-deep"][:1]}, seeds=1,
-                          vary={key: values}) for key, values in form.ablation.items()]
+                          vary={key: values}, tasks=form.ablation_tasks) for key, values in form.ablation.items()]
 
 
 def estimate_hours(form: Form) -> float:
     """The cost model of the docstring for `form`'s sweeps, in hours."""
     n_train, n_val, n_test = (form.split_sizes[s] for s in ("train800", "val200", "test"))
 
-    def trials(methods: list[str], grid_points: int, seeds: int) -> float:
-        seconds = 0.0
-        for method in methods:
-            cost = TRAIN_COST.get(method, 1.0)
-            if cost == 0.0:  # features once per image, whatever the grid
-                passes = 2 * (n_train + n_val) + n_test
-            else:
-                tune = form.epochs * (3 * n_train * cost + n_val)
-                final = form.epochs * 3 * (n_train + n_val) * cost + n_test
-                passes = grid_points * tune + final
-            seconds += passes * FORWARD_SECONDS + (grid_points + 1) * STARTUP_SECONDS
-        return len(form.tasks) * seeds * seconds
+    def trial(method: str, train: int, evaluated: int, per_epoch_eval: bool) -> float:
+        seconds = IMAGE_SECONDS.get(method, IMAGE_SECONDS["vpt-deep"])
+        if method == "linear":  # features once per image, whatever the epochs
+            return (train + evaluated) * seconds + TRIAL_SECONDS
+        passes = form.epochs * train + (form.epochs if per_epoch_eval else 1) * evaluated
+        return passes * seconds + TRIAL_SECONDS
 
-    total = trials(form.methods, max(len(v) for v in form.lrs.values()), form.seeds)
-    total += sum(trials(["vpt-deep"], len(values), 1) for values in form.ablation.values())
+    def sweep(tasks: list[str], methods: list[str], grid_points: dict[str, int], seeds: int) -> float:
+        per_task = sum(grid_points[m] * trial(m, n_train, n_val, True) + seeds * trial(m, n_train + n_val, n_test, False)
+                       for m in methods)
+        return len(tasks) * per_task
+
+    total = sweep(form.tasks, form.methods, {m: len(form.lrs[m]) for m in form.methods}, form.seeds)
+    for values in form.ablation.values():
+        total += len(values) * sweep(form.ablation_tasks, ["vpt-deep"], {"vpt-deep": 1}, 1)
     return total / 3600
 
 
@@ -188,7 +187,7 @@ def main() -> None:
     work, results = Path(args.work) / name, Path(args.results) / name
     data, mini = work / "data", work / "data-mini"
     print(f"{name}: {len(form.tasks)} tasks x {len(form.methods)} methods x {max(len(v) for v in form.lrs.values())} lr x {form.seeds} seeds, "
-          f"{form.epochs} epochs at {form.img_size} px; estimated {estimate_hours(form):.2f} h on an unloaded 2-core CPU")
+          f"{form.epochs} epochs at {form.img_size} px; estimated {estimate_hours(form):.2f} h on one core of a 2-core CPU")
 
     if not args.dry_run:
         for task in form.tasks:

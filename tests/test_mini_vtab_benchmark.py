@@ -36,12 +36,13 @@ def test_sweep_commands_carry_every_setting():
     flags = dict(zip(command[4::2], command[5::2]))
     assert command[1:4] == ["-m", "vptune", "sweep"]
     assert flags["--task"].split(",") == form.tasks and flags["--method"].split(",") == form.methods
-    assert (flags["--img-size"], flags["--seeds"]) == ("56", "3")
+    assert (flags["--img-size"], flags["--seeds"], flags["--epochs"], flags["--batch-size"]) == ("56", "3", "3", "16")
     grids = [command[i + 1] for i, arg in enumerate(command) if arg == "--grid"]
     assert grids == [f"{m}:lr={','.join(map(str, form.lrs[m]))}" for m in form.methods] + ["weight_decay=0.0001"]
     (ablation,) = mini_vtab.ablation_sweeps(form, Path("data"), Path("work"))
     assert ablation[ablation.index("--vary") + 1] == "num_prompts=1,5,10"
     assert ablation[ablation.index("--out") + 1] == str(Path("work") / "ablation-num_prompts")
+    assert ablation[ablation.index("--task") + 1] == "fashion-mnist,dsprites-location"  # first task of each group
 
 
 def test_mini_splits_are_seeded_subsets_and_train800val200_their_union(small_digits_root, tmp_path):
