@@ -106,7 +106,8 @@ def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | Non
     return [
         sys.executable, "-m", "vptune", "sweep", "--data", str(data), "--task", ",".join(tasks or form.tasks),
         "--method", ",".join(methods), "--backbone", form.backbone,
-        "--img-size", str(form.img_size), "--epochs", str(form.epochs), "--batch-size", str(form.batch_size), "--seeds", str(seeds or form.seeds),
+        "--img-size", str(form.img_size), "--epochs", str(form.epochs), "--batch-size", str(form.batch_size),
+        "--seeds", str(seeds or form.seeds),
         *(arg for grid in grids for arg in ("--grid", grid)),
         *(arg for key, values in (vary or {}).items() for arg in ("--vary", f"{key}={','.join(map(str, values))}")),
         "--out", str(out), "--quiet",
@@ -132,8 +133,8 @@ def estimate_hours(form: Form) -> float:
         return passes * seconds + TRIAL_SECONDS
 
     def sweep(tasks: list[str], methods: list[str], grid_points: dict[str, int], seeds: int) -> float:
-        per_task = sum(grid_points[m] * trial(m, n_train, n_val, True) + seeds * trial(m, n_train + n_val, n_test, False)
-                       for m in methods)
+        per_task = sum(grid_points[m] * trial(m, n_train, n_val, True)
+                       + seeds * trial(m, n_train + n_val, n_test, False) for m in methods)
         return len(tasks) * per_task
 
     total = sweep(form.tasks, form.methods, {m: len(form.lrs[m]) for m in form.methods}, form.seeds)

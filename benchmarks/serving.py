@@ -1,8 +1,9 @@
 """Multi-task serving throughput, latency and memory, against baselines measured in the same run.
 
 For 1, 10, 100 and 1,000 tasks on one backbone (all VPT-Deep; a mix of VPT-Deep with two
-prompt lengths and Linear; and half VPT-Deep, half Bias, whose tasks run as sub-batches), batches are drawn from a request stream whose task popularity is
-uniform, Zipf (s=1.1) or all one task, and run three ways on the same prepared images:
+prompt lengths and Linear; and half VPT-Deep, half Bias, whose tasks run as sub-batches),
+batches are drawn from a request stream whose task popularity is uniform, Zipf (s=1.1) or
+all one task, and run three ways on the same prepared images:
 
 - mixed: one `MultiTask.logits` call for the whole batch, whatever its tasks (what `vptune
   serve` does);
