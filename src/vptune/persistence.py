@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from ._version import __version__
 from .backbones import build_backbone, fingerprint
 from .data.transforms import InputSpec
 from .errors import CheckpointMismatchError, VptuneError
+from .files import atomic_path, write_error
 from .model import TunedModel
 from .values import coerce_fields
 
@@ -61,17 +61,12 @@ def save(model: TunedModel, path: str | os.PathLike) -> Path:
     bad = non_finite_tensors(tensors)
     if bad:
         raise VptuneError(f"not saving '{path}': tuned tensor {bad[0]} holds NaN or infinite values")
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise VptuneError(f"cannot write '{path}': {exc.strerror or exc}") from exc
-        raise
     return path
 
 

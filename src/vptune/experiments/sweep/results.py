@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
+import json
 from pathlib import Path
 from typing import Any
 
+from ...files import atomic_write
 from .selection import validation_score
 
 COLUMNS = (
@@ -55,8 +56,8 @@ class ResultsTable:
     def rewrite(self, rows: list[dict[str, Any]]) -> None:
         """Replace both files with `rows` (each file swapped in atomically)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        _replace(self.jsonl, "".join(json.dumps(row) + "\n" for row in rows))
-        _replace(self.csv, _csv_text(rows, header=True))
+        atomic_write(self.jsonl, "".join(json.dumps(row) + "\n" for row in rows))
+        atomic_write(self.csv, _csv_text(rows, header=True))
 
     def read(self) -> list[dict[str, Any]]:
         if not self.jsonl.is_file():
@@ -81,8 +82,3 @@ def _append(path: Path, text: str) -> None:
     finally:
         os.close(fd)
 
-
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from ...engine.evaluate import TASK_FILE, run_config
 from ...engine.loaders import default_splits, full_train_split, is_segmentation, task_format
 from ...engine.trainer import RUNTIME_KEYS
 from ...errors import TrainingError, VptuneError
+from ...files import atomic_write
 from .grid import grid_points
 from .spec import MethodSpec, SweepSpec, TaskSpec, split_options
 
@@ -176,7 +176,5 @@ def backbone_params(backbone: str, img_size: int | None, arch: str | None, allow
 
 def _keep(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, run_dir / RESULT)
+    atomic_write(run_dir / RESULT, json.dumps(record, indent=1) + "\n")
     return record
