@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from vptune.cli.main import build_parser, main
 from vptune.cli.train import config_from_args
 from vptune.engine import TrainConfig
 from vptune.engine.evaluate import load_run_model, run_config
+from vptune.engine.runfolder import MARKER
 
 from conftest import DIGIT_NAMES, SMALL_SPLITS, TINY_CLI
 
@@ -60,8 +62,8 @@ def test_eval_last_line_is_one_json_object(run, capsys):
 def test_run_folder_holds_every_record(run):
     run_dir, _ = run
     assert {p.name for p in run_dir.iterdir()} == {
-        "config.yaml", "environment.json", "metrics.csv", "tensorboard", "checkpoint.pt", "task.safetensors",
-        "summary.json", ".lock",
+        "vptune-run.json", "config.yaml", "environment.json", "metrics.csv", "tensorboard", "checkpoint.pt",
+        "task.safetensors", "summary.json", ".lock",
     }
     config = run_config(run_dir)  # re-loads as a TrainConfig
     assert isinstance(config, TrainConfig)
@@ -84,6 +86,15 @@ def test_run_folder_holds_every_record(run):
     model = load_run_model(run_dir, config)
     assert model.class_names == DIGIT_NAMES
     assert summary["tuned_parameters"] == sum(t.numel() for t in load_file(run_dir / "task.safetensors").values())
+
+
+def test_a_run_written_before_the_marker_is_still_evaluated(run, tmp_path, capsys):
+    older = Path(shutil.copytree(run[0], tmp_path / "older"))
+    (older / MARKER).unlink()  # what runs of earlier releases hold: config.yaml beside the run's files
+    assert main(["eval", str(older), "--split", "test", "--quiet"]) == 0
+    assert main(["eval", str(run[0]), "--split", "test", "--quiet"]) == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {k: v for k, v in first.items() if k != "run"} == {k: v for k, v in second.items() if k != "run"}
 
 
 def test_info_describes_the_run(run, capsys):

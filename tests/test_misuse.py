@@ -14,6 +14,7 @@ import vptune
 import vptune.cli.params
 from vptune.engine import TrainConfig, train
 from vptune.engine.config import write_yaml
+from vptune.engine.runfolder import mark_run_folder
 from vptune.errors import VptuneError
 from vptune.cli.main import main
 
@@ -133,6 +134,7 @@ def misuse_dir(tmp_path_factory) -> Path:
     (tmp / "notes").mkdir()
     (tmp / "notes" / "todo.txt").write_text("mine\n")
     (tmp / "run").mkdir()
+    mark_run_folder(tmp / "run")
     write_yaml(TrainConfig(data=str(tmp / "data"), task="digits", epochs=2, method="vpt-deep").to_dict(),
                tmp / "run" / "config.yaml")
     yaml_files = {

@@ -16,6 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from vptune.engine import evaluate_run, trainer
+from vptune.engine.runfolder import MARKER
 
 from conftest import TINY_CLI, run_vptune, tiny_train_config
 
@@ -131,6 +132,7 @@ def test_resume_trains_only_the_remaining_epochs_from_the_saved_optimizer_and_sc
         Recorder(patch, stop_after_epoch=1)
         with pytest.raises(KeyboardInterrupt):
             trainer.train(config(tmp_path / "killed"))
+    (tmp_path / "killed" / MARKER).unlink()  # as a run of an earlier release left it: still resumable
     with monkeypatch.context() as patch:
         resumed = Recorder(patch)
         trainer.train(config(tmp_path / "killed"), resume=True)

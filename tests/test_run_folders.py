@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from vptune.cli.main import build_parser, main
 from vptune.cli.train import config_from_args
-from vptune.engine import runinfo
+from vptune.engine import TrainConfig, runinfo
+from vptune.engine.config import write_yaml
+from vptune.engine.runfolder import CONFIG, MARKER, is_run_folder, mark_run_folder
 
 from conftest import TINY_CLI, assert_one_line_error
 
@@ -49,6 +52,40 @@ def test_an_empty_folder_is_a_fine_run_folder(small_digits_root, tmp_path, capsy
     code, _, err = vptune(capsys, "train", "--data", small_digits_root, "--task", "digits", *FAST, "--out", out)
     assert code == 0 and err == ""
     assert (out / "task.safetensors").is_file()
+
+
+@pytest.mark.parametrize("text", ["my: own\nnotes: true\n", "lr: 0.1\nepochs: 3\n"], ids=["other-keys", "train-keys"])
+@pytest.mark.parametrize("resume", [False, True], ids=["train", "resume"])
+def test_a_users_own_config_yaml_is_not_a_run(small_digits_root, tmp_path, capsys, text, resume):
+    out = tmp_path / "myexp"
+    out.mkdir()
+    (out / "config.yaml").write_text(text)  # even one that reads as training settings
+    (out / "metrics.csv").write_text("epoch,loss\n") if resume else None  # nor a file a run would write beside it
+    args = ["train", "--resume", "--out", out, "--quiet"] if resume else \
+        ["train", "--data", small_digits_root, "--task", "digits", *FAST, "--out", out]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = vptune(capsys, *args)
+    assert_one_line_error(code, err, f"--out '{out}' holds files but no vptune run")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for command in (["eval", out], ["predict", out, small_digits_root / "digits" / "images" / "test" / "000000.png"]):
+        code, _, err = vptune(capsys, *command)
+        assert_one_line_error(code, err, f"'{out}' is not a vptune run folder")
+
+
+def test_runs_are_recognised_by_their_marker_or_a_config_beside_a_run_file(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_yaml(TrainConfig(data="data", task="digits").to_dict(), folder / CONFIG)
+    assert not is_run_folder(folder)  # a config file alone is anyone's
+    (folder / "metrics.csv").write_text("epoch,loss\n")
+    (folder / "environment.json").write_text("{}")
+    assert not is_run_folder(folder)  # nor beside files of common names
+    (folder / "environment.json").write_text(json.dumps(runinfo.environment(torch.device("cpu"), 1)))
+    assert is_run_folder(folder)  # as runs wrote them before the marker
+    (folder / CONFIG).write_text("my: own\n")
+    assert not is_run_folder(folder)  # a run's file beside a config.yaml vptune cannot read
+    mark_run_folder(folder)
+    assert is_run_folder(folder) and json.loads((folder / MARKER).read_text())["vptune"]
 
 
 def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys):

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..engine import TrainConfig, train
 from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
+from ..engine.runfolder import CONFIG, check_out_folder, is_run_folder
 from ..engine.trainer import RUNTIME_KEYS
 from ..errors import VptuneError
 from .options import (METHOD_FLAGS, add_head_options, add_training_options, head_options, method_flags, method_options,
@@ -80,9 +81,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_settings(args: argparse.Namespace) -> dict:
-    """The settings recorded in the run folder being resumed (none if it has no config.yaml)."""
-    path = Path(getattr(args, "out", TrainConfig.out)) / "config.yaml"
-    return read_yaml(path) if path.is_file() else {}
+    """The settings recorded in the run folder being resumed (none if it has none yet); VptuneError for
+    a folder that is not a run's."""
+    run_dir = Path(getattr(args, "out", TrainConfig.out))
+    check_out_folder(run_dir)
+    path = run_dir / CONFIG
+    return read_yaml(path) if is_run_folder(run_dir) and path.is_file() else {}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,11 +19,10 @@ from .distributed import Dist, gather_tensors, init_distributed
 from ..data import input_spec
 from .loaders import build_dataset, build_loader
 from .metrics import classification_metrics
+from .runfolder import CONFIG, TASK_FILE, require_run_folder
 from .runinfo import progress, warn_if_slow_bf16
 from .seg_inference import MULTI_SCALES
 from .segmentation import by_class, evaluate_segmentation
-
-TASK_FILE = "task.safetensors"
 
 
 def autocast(device: torch.device, precision: str):
@@ -70,10 +69,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
-    """The resolved configuration a run folder recorded."""
-    path = Path(run_dir) / "config.yaml"
+    """The resolved configuration a run folder recorded; VptuneError for a folder that is not a run's."""
+    path = require_run_folder(run_dir) / CONFIG
     if not path.is_file():
-        raise VptuneError(f"'{run_dir}' is not a vptune run folder (no config.yaml)")
+        raise VptuneError(f"run folder '{run_dir}' has no {CONFIG} yet; its run has not started")
     try:
         return TrainConfig.from_dict(read_yaml(path))
     except VptuneError as exc:

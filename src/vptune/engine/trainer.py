@@ -27,7 +27,7 @@ from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
 from ..data import input_spec
 from .loaders import build_dataset, build_loader, default_splits, is_segmentation, task_format
 from .optim import apply_schedule, build_optimizer
-from .runfolder import check_out_folder, locked
+from .runfolder import check_out_folder, locked, mark_run_folder
 from .runinfo import MetricsLog, environment, progress, warn_if_slow_bf16, write_json
 from .segloss import segmentation_loss
 from .segmentation import evaluate_segmentation, pixel_hits
@@ -139,6 +139,7 @@ class _Run:
             self._restore(load_checkpoint(run_dir))
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            mark_run_folder(run_dir)
             write_yaml(config.to_dict(), run_dir / "config.yaml")
             write_json(environment(device, ctx.world_size), run_dir / "environment.json")
             self.log = MetricsLog(run_dir)
