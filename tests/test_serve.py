@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 import shutil
 import struct
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 
@@ -67,6 +69,11 @@ def assert_error(response: httpx.Response, status: int | tuple[int, ...], kind: 
     if kind:
         assert body["type"] == kind
     return body
+
+
+def admin(client: httpx.Client, method: str, task: str, data: bytes | None = None, token: str | None = TOKEN):
+    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+    return client.request(method, f"/v1/tasks/{task}", content=data, headers=headers)
 
 
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
@@ -130,6 +137,18 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
+def flat_png(size: tuple[int, int]) -> bytes:
+    """A one-colour PNG: many pixels in few bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (90, 120, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+ITEM = {"task": "lin", "image": base64.b64encode(png(1)).decode()}
+TINY_ITEM = {"task": "lin", "image": base64.b64encode(flat_png((2, 2))).decode()}
+# 600 x 600 = 360,000 pixels: one is under the module server's 1,000,000, three together are over.
+BIG_ITEM = {"task": "lin", "image": base64.b64encode(flat_png((600, 600))).decode()}
+
 BAD_REQUESTS = {
     "not an image": (lambda c: predict(c, "deep5", b"hello, not an image"), 422, "ImageError"),
     "empty body": (lambda c: predict(c, "deep5", b"", raw=True), 422, "ImageError"),
@@ -151,13 +170,40 @@ BAD_REQUESTS = {
         404, "UnknownTaskError"),
     "unknown route": (lambda c: c.get("/v2/nothing"), 404, None),
     "wrong method": (lambda c: c.delete("/v1/predict"), 405, None),
+    # JSON fields take their own type only, and no others
+    "batch top_k true": (lambda c: c.post("/v1/predict", json={"items": [ITEM], "top_k": True}), 422,
+                         "RequestValidationError"),
+    "batch top_k as text": (lambda c: c.post("/v1/predict", json={"items": [ITEM], "top_k": "5"}), 422, None),
+    "batch top_k zero": (lambda c: c.post("/v1/predict", json={"items": [ITEM], "top_k": 0}), 422, None),
+    "batch unknown field": (lambda c: c.post("/v1/predict", json={"items": [ITEM], "topk": 3}), 422, None),
+    "batch items not a list": (lambda c: c.post("/v1/predict", json={"items": ITEM}), 422, None),
+    "batch no items": (lambda c: c.post("/v1/predict", json={"items": []}), 422, None),
+    "batch too many items": (lambda c: c.post("/v1/predict", json={"items": [TINY_ITEM] * 257}), 422, None),
+    "batch task not text": (lambda c: c.post("/v1/predict", json={"items": [{**ITEM, "task": 5}]}), 422, None),
+    "batch image not text": (lambda c: c.post("/v1/predict", json={"items": [{**ITEM, "image": 5}]}), 422, None),
+    "batch a list": (lambda c: c.post("/v1/predict", json=[ITEM]), 422, None),
+    "batch over the pixel total": (lambda c: c.post("/v1/predict", json={"items": [BIG_ITEM] * 3}), 413,
+                                   "ImageTooLargeError"),
+    "top_k true": (lambda c: c.post("/v1/tasks/deep5/predict?top_k=true", content=png(1)), 422, None),
+    "top_k over the limit": (lambda c: predict(c, "deep5", png(1), top_k=1001), 422, None),
+    "get unknown task": (lambda c: c.get("/v1/tasks/deep9"), 404, "UnknownTaskError"),
+    "put a bad task name": (lambda c: admin(c, "PUT", "bad name!", b"x"), (404, 422), None),
+    "put an empty file": (lambda c: admin(c, "PUT", "deep5", b""), 422, "UploadError"),
+    "delete unknown task": (lambda c: admin(c, "DELETE", "deep9"), 404, "UnknownTaskError"),
+    "delete without the token": (lambda c: admin(c, "DELETE", "deep5", token=None), 401, "UnauthorizedError"),
 }
 
 
+def folder_state(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_input_gets_a_4xx_and_the_service_goes_on(client, files, reference, case):
+def test_bad_input_gets_a_4xx_and_the_service_goes_on(client, served, files, reference, case):
     send, status, kind = BAD_REQUESTS[case]
+    before = folder_state(served[1])
     assert_error(send(client), status, kind)
+    assert folder_state(served[1]) == before  # nothing written or removed
     good = predict(client, "deep2", png(7))
     assert good.status_code == 200
     reference.check(files.folder / "deep2.safetensors", png(7), good.json())
@@ -211,20 +257,38 @@ def test_tasks_dropped_into_replaced_in_and_deleted_from_the_folder(client, serv
     assert_error(predict(client, "hot", png(3)), 404, "UnknownTaskError")
 
 
-def test_a_broken_file_in_the_folder_is_skipped(client, served):
+def test_a_broken_file_in_the_folder_is_skipped_and_listed(client, served):
     failures = metric(client, "vptune_task_load_errors_total")
     (served[1] / "broken.safetensors").write_bytes(b"not a safetensors file")
     try:
         wait_for(lambda: metric(client, "vptune_task_load_errors_total") == failures + 1, message="the failed load")
         assert "broken" not in _names(client)
+        failed = {f["name"]: f["error"] for f in client.get("/v1/tasks").json()["failed"]}
+        assert "not a safetensors file" in failed["broken"]
         assert predict(client, "deep5", png(1)).status_code == 200
     finally:
         (served[1] / "broken.safetensors").unlink()
+    wait_for(lambda: not client.get("/v1/tasks").json()["failed"], message="the broken file to be forgotten")
 
 
-def admin(client: httpx.Client, method: str, task: str, data: bytes | None = None, token: str | None = TOKEN):
-    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
-    return client.request(method, f"/v1/tasks/{task}", content=data, headers=headers)
+def test_a_broken_file_replacing_a_served_one_keeps_the_old_task_and_says_why(client, served, files, reference):
+    folder = served[1]
+    shutil.copy(files.spare, folder / "kept.safetensors")
+    wait_for(lambda: "kept" in _names(client), message="the new task")
+    assert client.get("/v1/tasks/kept").json()["error"] is None
+    (folder / "kept.tmp").write_bytes(b"not a safetensors file")
+    (folder / "kept.tmp").replace(folder / "kept.safetensors")  # a deploy that shipped a broken file
+    wait_for(lambda: client.get("/v1/tasks/kept").json().get("error"), message="the refused replacement")
+    listed = {task["name"]: task for task in client.get("/v1/tasks").json()["tasks"]}
+    assert "cannot be loaded" in listed["kept"]["error"] and "previous version keeps serving" in listed["kept"]["error"]
+    assert listed["kept"]["classes"] == 4 and listed["kept"]["bytes"] == files.spare.stat().st_size
+    reference.check(files.spare, png(9), predict(client, "kept", png(9)).json())
+    shutil.copy(files.folder / "lin.safetensors", folder / "kept.tmp")
+    (folder / "kept.tmp").replace(folder / "kept.safetensors")  # fixed: the new version serves, the error goes
+    wait_for(lambda: client.get("/v1/tasks/kept").json().get("classes") == 6, message="the fixed file")
+    assert client.get("/v1/tasks/kept").json()["error"] is None
+    (folder / "kept.safetensors").unlink()
+    wait_for(lambda: "kept" not in _names(client), message="the deleted file to go")
 
 
 def test_admin_routes_need_the_token(client, files):
@@ -295,11 +359,28 @@ def test_not_ready_until_the_first_task_brings_the_backbone(files, tmp_path):
     app = create_app(ServeConfig(tasks_dir=tmp_path, admin_token=TOKEN, watch_seconds=0.2))
     with TestClient(app) as client:
         assert_error(client.get("/readyz"), 503, "NotReadyError")
+        wait_for(lambda: "holds no <task>.safetensors file" in client.get("/readyz").json()["error"],
+                 message="the reason: an empty folder")
         assert_error(client.post("/v1/tasks/deep5/predict", content=png(1)), 503, "NotReadyError")
         wait_for(lambda: admin(client, "PUT", "deep5", (files.folder / "deep5.safetensors").read_bytes()).status_code
                  == 200, message="the upload to be taken")
         assert client.get("/readyz").status_code == 200
         assert predict(client, "deep5", png(1)).status_code == 200
+
+
+def test_a_start_that_loads_no_task_says_why_and_is_reported(files, tmp_path):
+    from fastapi.testclient import TestClient
+
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    shutil.copy(files.other_backbone, tmp_path / "alien.safetensors")
+    reasons = []
+    config = ServeConfig(tasks_dir=tmp_path, backbone=str(files.folder.parent / "backbone.safetensors"))
+    with TestClient(create_app(config, on_failed_start=reasons.append)) as client:
+        wait_for(lambda: reasons, message="the failed start")
+        body = assert_error(client.get("/readyz"), 503, "NotReadyError")
+        assert body["error"] == reasons[0] and "no task could be loaded" in body["error"]
+        assert "bad.safetensors" in body["error"] and "alien.safetensors" in body["error"]
+        assert_error(client.post("/v1/tasks/alien/predict", content=png(1)), 503, "NotReadyError")
 
 
 def test_a_full_queue_answers_429_and_the_queued_requests_still_finish(files, tmp_path):

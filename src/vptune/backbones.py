@@ -91,7 +91,18 @@ def fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _create_timm(name: str, *, pretrained: bool, img_size: int | None) -> nn.Module:
+def check_backbone_id(backbone: str) -> None:
+    """Raise BackboneError unless `backbone` names one `build_backbone` can build, without building it:
+    the offline default (its package installed), an existing checkpoint file, or a timm model name."""
+    if backbone == OFFLINE_DEFAULT:
+        from .offline.imgfocus import onnx_path
+
+        onnx_path()
+    elif not (Path(backbone).suffix and Path(backbone).is_file()):
+        _require_timm_name(backbone)
+
+
+def _require_timm_name(name: str) -> None:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -99,6 +110,10 @@ def _create_timm(name: str, *, pretrained: bool, img_size: int | None) -> nn.Mod
             f"backbone '{name}' is not a timm model, an existing checkpoint file or "
             f"'{OFFLINE_DEFAULT}'{hint}"
         )
+
+
+def _create_timm(name: str, *, pretrained: bool, img_size: int | None) -> nn.Module:
+    _require_timm_name(name)
     kwargs = {"num_classes": 0}
     if img_size is not None:
         kwargs["img_size"] = img_size

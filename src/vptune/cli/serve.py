@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
+import socket
 from pathlib import Path
 
 from ..errors import VptuneError
 
+# After SIGTERM or Ctrl-C, requests still running get this long to finish before they are cut.
+GRACEFUL_SECONDS = 3
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="serve a folder of per-task files over HTTP, batching requests across tasks"
+        "serve", help="serve a folder of per-task files over HTTP, batching requests across tasks",
+        description="Every setting is checked, and the port bound, before anything loads; a start that cannot "
+                    "succeed (the backbone or every task file fails to load) ends with one error line.",
     )
     parser.add_argument("--tasks", required=True, metavar="DIR",
                         help="folder of <task>.safetensors files; files added or deleted there are picked up")
     parser.add_argument("--backbone", default=None, metavar="ID",
-                        help="backbone id (default: the one the first task file records)")
+                        help="backbone id: a timm name, a checkpoint file or dinov2-s14-imgfocus "
+                             "(default: the one the first task file records)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (8000)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (cpu)")
-    parser.add_argument("--max-batch", type=int, default=32, help="most images per model call (32)")
+    parser.add_argument("--port", type=int, default=8000, help="port, in [1, 65535], not in use (8000)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, present on this machine (cpu)")
+    parser.add_argument("--max-batch", type=int, default=32, help="most images per model call, in [1, 4096] (32)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
-                        help="how long the first request of a batch waits for others (5)")
+                        help="how long the first request of a batch waits for others, in [0, 10000] (5)")
     parser.add_argument("--max-queue", type=int, default=256,
-                        help="images waiting for a batch before new requests get 429 (256)")
-    parser.add_argument("--watch-seconds", type=float, default=2.0, help="how often the tasks folder is polled (2)")
-    parser.add_argument("--max-body-mb", type=float, default=20.0, help="largest prediction request body (20)")
-    parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest uploaded task file (200)")
+                        help="images waiting for a batch before new requests get 429, in [1, 1000000] (256)")
+    parser.add_argument("--watch-seconds", type=float, default=2.0,
+                        help="how often the tasks folder is polled, in [0.1, 86400] (2)")
+    parser.add_argument("--max-body-mb", type=float, default=20.0,
+                        help="largest prediction request body, in (0, 1024] (20)")
+    parser.add_argument("--max-upload-mb", type=float, default=200.0,
+                        help="largest uploaded task file, in (0, 16384] (200)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
-                        help="largest image, in pixels, that is decoded (40000000)")
+                        help="most pixels decoded for one request, all its images together, checked from the "
+                             "headers before decoding, in [1, 1000000000] (40000000)")
     parser.add_argument("--admin-token", default=None,
                         help="turns on PUT/DELETE /v1/tasks/{task} for 'Authorization: Bearer TOKEN' "
                              "(default: env VPTUNE_ADMIN_TOKEN; unset: admin routes off)")
@@ -42,16 +55,61 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve.app import create_app
-        from ..serve.config import ServeConfig, admin_token_from_env
+        from ..serve.config import ServeConfig, admin_token_from_env, check_number
+        from ..serve.registry import check_task_files
     except ImportError as err:
         raise VptuneError(f"serving needs the 'serve' extra ({err.name} is missing): pip install 'vptune[serve]'") from err
-    if not 0 < args.port < 65536:
-        raise VptuneError(f"--port must be between 1 and 65535, got {args.port}")
+    from ..backbones import check_backbone_id
+
     config = ServeConfig(
         tasks_dir=Path(args.tasks), backbone=args.backbone, device=args.device, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, watch_seconds=args.watch_seconds,
         max_body_mb=args.max_body_mb, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         admin_token=admin_token_from_env(args.admin_token),
     )
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    if args.backbone is not None:
+        check_backbone_id(args.backbone)
+    check_task_files(config.tasks_dir)
+    check_number("port", args.port, int, 1, 65535)
+    listening = bind(args.host, args.port)
+    failures: list[str] = []
+
+    def failed_start(reason: str) -> None:
+        failures.append(reason)
+        server.should_exit = True
+
+    app = create_app(config, on_failed_start=failed_start)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:
+            """SIGTERM or Ctrl-C: a graceful stop that ends with exit status 0 (a second Ctrl-C forces it)."""
+            app.state.batcher.stop_soon()  # requests waiting for a batch are answered now, not cut off later
+            self.force_exit = self.should_exit and sig == signal.SIGINT
+            self.should_exit = True
+
+    server = Server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_SECONDS))
+    try:
+        server.run(sockets=[listening])
+    finally:
+        listening.close()
+    if failures:
+        raise VptuneError(f"the service could not start: {failures[0]}")
     return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for the server to listen on; VptuneError when it cannot be had."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise VptuneError(f"--host '{host}' is not an address this machine can listen on ({exc}); "
+                          "use 127.0.0.1 or 0.0.0.0") from exc
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(address)
+    except OSError as exc:
+        listening.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise VptuneError(f"cannot listen on {host}:{port}: {reason}; pick another --port or --host") from exc
+    return listening

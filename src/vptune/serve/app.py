@@ -13,6 +13,7 @@ import binascii
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,7 +30,7 @@ from .._version import __version__
 from ..errors import VptuneError
 from .batching import Batcher
 from .config import ServeConfig
-from .decode import decode_image
+from .decode import decode_image, decode_images
 from .docs_page import add_offline_docs, offline_docs_available
 from .http_errors import AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError
 from .limits import BodyLimit
@@ -37,7 +38,8 @@ from .metrics import UNKNOWN_TASK, Metrics
 from .page import PAGE
 from .registry import MultiTaskFactory, TaskRegistry, default_multitask
 from .schemas import (
-    BatchRequest, BatchResponse, ErrorBody, Prediction, PredictResponse, Status, TaskDetail, TaskList, TaskSummary,
+    BatchRequest, BatchResponse, ErrorBody, FailedFile, Prediction, PredictResponse, Status, TaskDetail, TaskList,
+    TaskSummary,
 )
 
 log = logging.getLogger(__name__)
@@ -70,9 +72,18 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in codes}
 
 
-def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_multitask) -> FastAPI:
-    """The service for `config`; the backbone and tasks load in the background once it starts."""
+def create_app(
+    config: ServeConfig,
+    make_multitask: MultiTaskFactory = default_multitask,
+    on_failed_start: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The service for `config`; the backbone and tasks load in the background once it starts.
+
+    A start that cannot succeed (the backbone does not load, no file of the folder loads) is
+    answered on /readyz with its reason and told to `on_failed_start` (`vptune serve` exits).
+    """
     registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask)
+    registry.on_failed_start = on_failed_start
     metrics = Metrics()
     batcher = Batcher(
         registry.predict, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
@@ -106,7 +117,7 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
 
     def require_ready() -> None:
         if not registry.ready:
-            raise NotReadyError(registry.load_error or "the backbone is still loading; retry when GET /readyz answers 200")
+            raise NotReadyError(registry.not_ready_reason())
 
     def require_admin(authorization: str | None = Header(None, description="`Bearer <admin token>`")) -> None:
         if config.admin_token is None:
@@ -139,12 +150,15 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
 
     @app.get("/v1/tasks", response_model=TaskList, summary="The tasks being served")
     async def list_tasks() -> TaskList:
-        return TaskList(tasks=[_summary(info) for info in registry.tasks()])
+        errors = registry.errors()
+        return TaskList(tasks=[_summary(info, errors.get(info.name)) for info in registry.tasks()],
+                        failed=[FailedFile(name=name, error=error) for name, error in sorted(registry.failed().items())])
 
     @app.get("/v1/tasks/{task}", response_model=TaskDetail, responses=errors(404), summary="One task and its classes")
     async def get_task(task: str) -> TaskDetail:
         info = registry.get(task)
-        return TaskDetail(**_summary(info).model_dump(), class_names=list(info.class_names))
+        summary = _summary(info, registry.errors().get(task))
+        return TaskDetail(**summary.model_dump(), class_names=list(info.class_names))
 
     @app.post(
         "/v1/tasks/{task}/predict", response_model=PredictResponse, responses=errors(400, 404, 413, 422, 429, 503),
@@ -169,10 +183,9 @@ def create_app(config: ServeConfig, make_multitask: MultiTaskFactory = default_m
         require_ready()
         for item in body.items:
             registry.get(item.task)
-        images = [
-            await run_in_threadpool(decode_image, _base64(item.image, index), config.max_pixels)
-            for index, item in enumerate(body.items)
-        ]
+        datas = [_base64(item.image, index) for index, item in enumerate(body.items)]
+        names = [f"items[{index}].image" for index in range(len(datas))]
+        images = await run_in_threadpool(decode_images, datas, config.max_pixels, names)
         ranked = await asyncio.gather(
             *(batcher.submit(image, item.task, body.top_k) for image, item in zip(images, body.items))
         )
@@ -256,8 +269,9 @@ def _base64(text: str, index: int) -> bytes:
         raise ImageError(f"items[{index}].image is not valid base64 ({err})") from err
 
 
-def _summary(info: Any) -> TaskSummary:
-    return TaskSummary(name=info.name, method=info.method, classes=len(info.class_names), bytes=info.bytes)
+def _summary(info: Any, error: str | None = None) -> TaskSummary:
+    return TaskSummary(name=info.name, method=info.method, classes=len(info.class_names), bytes=info.bytes,
+                       error=error)
 
 
 def _prediction(p: Any) -> Prediction:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .http_errors import QueueFullError
+from .http_errors import NotReadyError, QueueFullError
 
 RunBatch = Callable[[Sequence[Any], Sequence[str], int], list[list[Any]]]
 
@@ -51,6 +51,7 @@ class Batcher:
         self._on_batch = on_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vptune-batch")
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def depth(self) -> int:
@@ -61,16 +62,30 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop batching; requests still waiting are answered NotReadyError (the service is stopping)."""
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        _stopping(self._drain())
         self._executor.shutdown(wait=True)
+
+    def _drain(self) -> list[_Job]:
+        return [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+
+    def stop_soon(self) -> None:
+        """From any thread (a signal handler): answer waiting and new requests that the service is stopping,
+        instead of letting them wait out `max_wait_s` while the server shuts down."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.get_loop().call_soon_threadsafe(self._task.cancel)
 
     async def submit(self, image: Any, task: str, top_k: int) -> list[Any]:
         """The top-`top_k` predictions of `image` for `task`, computed in some batch."""
+        if self._stopping:
+            raise NotReadyError("the service is stopping; retry on another instance")
         job = _Job(image, task, top_k, asyncio.get_running_loop().create_future())
         try:
             self._queue.put_nowait(job)
@@ -81,34 +96,44 @@ class Batcher:
         return await job.future
 
     async def _loop(self) -> None:
+        batch: list[_Job] = []
+        try:
+            while True:
+                batch = []
+                await self._next_batch(batch)
+        except asyncio.CancelledError:
+            _stopping(batch + self._drain())
+            raise
+
+    async def _next_batch(self, batch: list[_Job]) -> None:
+        """Collect one batch into `batch` (so that a stop can answer it) and run it."""
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                if not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
-            batch = [job for job in batch if not job.future.done()]  # clients that went away
-            if not batch:
+        batch.append(await self._queue.get())
+        deadline = loop.time() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
                 continue
-            started = time.perf_counter()
-            self._on_batch(len(batch), [started - job.queued_at for job in batch])
-            outcomes = await loop.run_in_executor(self._executor, self._run, batch)
-            for job, outcome in zip(batch, outcomes):
-                if job.future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    job.future.set_exception(outcome)
-                else:
-                    job.future.set_result(outcome)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        batch[:] = [job for job in batch if not job.future.done()]  # clients that went away
+        if not batch:
+            return
+        started = time.perf_counter()
+        self._on_batch(len(batch), [started - job.queued_at for job in batch])
+        outcomes = await loop.run_in_executor(self._executor, self._run, batch)
+        for job, outcome in zip(batch, outcomes):
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
 
     def _run(self, batch: list[_Job]) -> list[Any]:
         """Results (or exceptions) per job; a failed batch is retried image by image so one bad
@@ -122,3 +147,10 @@ class Batcher:
             if len(batch) == 1:
                 return [err]
         return [self._run([job])[0] for job in batch]
+
+
+def _stopping(jobs: list[_Job]) -> None:
+    """Answer requests that will not run because the service is stopping."""
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(NotReadyError("the service is stopping; retry on another instance"))

@@ -1,14 +1,28 @@
-"""Settings of the HTTP service; the `vptune serve` flags fill this dataclass."""
+"""Settings of the HTTP service; the `vptune serve` flags fill this dataclass.
+
+Every number declares its range once (`limit`), and `ServeConfig` checks them all when it is
+built, so a value that cannot mean anything (NaN, infinity, 0 images per batch, a wait of
+years) is refused before anything loads.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..errors import VptuneError
 
 ADMIN_TOKEN_ENV = "VPTUNE_ADMIN_TOKEN"
+
+
+def limit(default: float, low: float, high: float, *, above: bool = False) -> Any:
+    """A numeric setting's default and its range [low, high] (`above`: low itself excluded)."""
+    return field(default=default, metadata={"range": (low, high, above)})
 
 
 @dataclass(frozen=True)
@@ -16,30 +30,37 @@ class ServeConfig:
     """How the service loads tasks, batches requests and limits input.
 
     `tasks_dir` holds one `<task>.safetensors` per task; `backbone` defaults to the one the
-    first task file records. `admin_token` None turns the admin routes off.
+    first task file records. `admin_token` None turns the admin routes off. `max_pixels`
+    bounds the pixels decoded for one request, all its images together.
     """
 
     tasks_dir: Path
     backbone: str | None = None
     device: str = "cpu"
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_queue: int = 256
-    watch_seconds: float = 2.0
-    max_body_mb: float = 20.0
-    max_upload_mb: float = 200.0
-    max_pixels: int = 40_000_000
+    max_batch: int = limit(32, 1, 4096)
+    max_wait_ms: float = limit(5.0, 0, 10_000)
+    max_queue: int = limit(256, 1, 1_000_000)
+    watch_seconds: float = limit(2.0, 0.1, 86_400)
+    max_body_mb: float = limit(20.0, 0, 1024, above=True)
+    max_upload_mb: float = limit(200.0, 0, 16_384, above=True)
+    max_pixels: int = limit(40_000_000, 1, 1_000_000_000)
     admin_token: str | None = None
 
     def __post_init__(self) -> None:
-        if not Path(self.tasks_dir).is_dir():
-            raise VptuneError(f"tasks folder '{self.tasks_dir}' does not exist; create it or pass another --tasks")
-        for name in ("max_batch", "max_queue", "max_pixels"):
-            if getattr(self, name) < 1:
-                raise VptuneError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_wait_ms", "watch_seconds", "max_body_mb", "max_upload_mb"):
-            if getattr(self, name) < 0 or (name != "max_wait_ms" and getattr(self, name) == 0):
-                raise VptuneError(f"{name} must be positive, got {getattr(self, name)}")
+        for spec in fields(self):
+            if "range" in spec.metadata:
+                check_number(spec.name, getattr(self, spec.name), int if spec.type in (int, "int") else float,
+                             *spec.metadata["range"])
+        folder = Path(self.tasks_dir)
+        if not folder.is_dir():
+            what = "is a file" if folder.exists() else "does not exist"
+            raise VptuneError(f"--tasks '{self.tasks_dir}' {what}; pass the folder that holds the <task>.safetensors "
+                              "files")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise VptuneError(f"--tasks '{self.tasks_dir}' cannot be read; check its permissions")
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise VptuneError("--admin-token is empty; give a secret, or leave it out to keep admin routes off")
+        check_device(self.device)
 
     @property
     def max_body_bytes(self) -> int:
@@ -50,6 +71,33 @@ class ServeConfig:
         return int(self.max_upload_mb * 2**20)
 
 
+def check_number(name: str, value: Any, kind: type, low: float, high: float, above: bool = False) -> None:
+    """VptuneError naming the flag unless `value` is a finite `kind` in its range."""
+    flag = f"--{name.replace('_', '-')}"
+    interval = f"{'(' if above else '['}{low:g}, {high:g}]"
+    word = "a whole number" if kind is int else "a finite number"
+    wrong_type = isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float))
+    if wrong_type or not math.isfinite(value) or value < low or value > high or (above and value == low):
+        raise VptuneError(f"{flag} must be {word} in {interval}, got {value!r}")
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device `name` if this machine has it; VptuneError otherwise."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise VptuneError(f"--device '{name}' is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise VptuneError(f"--device '{name}' asked for, but this machine has no usable GPU; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise VptuneError(f"--device '{name}': this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise VptuneError(f"--device '{name}' is not served; use cpu, cuda or cuda:N")
+    return device
+
+
 def admin_token_from_env(given: str | None) -> str | None:
     """The admin token: the given one, else the environment variable, else None (admin off)."""
-    return given or os.environ.get(ADMIN_TOKEN_ENV) or None
+    return given if given is not None else os.environ.get(ADMIN_TOKEN_ENV) or None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_ITEMS = 256
+# Request bodies take values of their declared JSON type only (`"top_k": true` or `"5"` is a
+# 422, not 1 or 5) and no unknown fields (a misspelt `topk` is refused, not ignored).
+STRICT = ConfigDict(strict=True, extra="forbid")
 
 
 class Prediction(BaseModel):
@@ -18,14 +21,22 @@ class TaskSummary(BaseModel):
     method: str = Field(description="tuning method, e.g. vpt-deep or linear")
     classes: int = Field(description="number of classes")
     bytes: int = Field(description="size of the per-task file")
+    error: str | None = Field(None, description="set when the task's file was replaced by one that cannot be "
+                                                "loaded: why (the previous version keeps serving)")
 
 
 class TaskDetail(TaskSummary):
     class_names: list[str]
 
 
+class FailedFile(BaseModel):
+    name: str = Field(description="task name of a file in the tasks folder that serves nothing")
+    error: str = Field(description="why it could not be loaded")
+
+
 class TaskList(BaseModel):
     tasks: list[TaskSummary]
+    failed: list[FailedFile] = Field(default_factory=list, description="files of the folder that could not be loaded")
 
 
 class PredictResponse(BaseModel):
@@ -34,11 +45,15 @@ class PredictResponse(BaseModel):
 
 
 class BatchItem(BaseModel):
+    model_config = STRICT
+
     task: str = Field(description="task name, as listed by GET /v1/tasks")
     image: str = Field(description="the image file's bytes (PNG, JPEG, ...), base64-encoded")
 
 
 class BatchRequest(BaseModel):
+    model_config = STRICT
+
     items: list[BatchItem] = Field(min_length=1, max_length=MAX_ITEMS)
     top_k: int = Field(5, ge=1, le=1000)
 
