@@ -1,4 +1,4 @@
-"""Hand-made rows of a sweep's results table, in the layout `vptune sweep` writes."""
+"""Hand-made rows of a sweep's results table, in the layout `vptune sweep` writes (typed as ResultRow)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 from typing import Any
+
+from vptune.experiments.results_table import ResultRow
 
 BACKBONE = 1000
 # method -> task -> final test top-1 per seed; eurosat has 2 seeds, dsprites_loc 1.
@@ -25,9 +27,9 @@ GRID_LR = (0.001, 0.01, 0.1)
 
 
 def row(task: str, method: str, seed: int, top1: float, *, stage: str = "final", setting: dict | None = None,
-        **extra: Any) -> dict[str, Any]:
+        **extra: Any) -> ResultRow:
     """One results row with every key of the documented schema."""
-    return {
+    return ResultRow.from_json({
         "trial": f"{task}-{method}-{seed}-{json.dumps(setting, sort_keys=True)}",
         "task": task, "group": None, "method": method, "stage": stage, "setting": setting or {}, "seed": seed,
         "split": "test" if stage == "final" else "val200", "top1": top1, "n": 100,
@@ -35,10 +37,10 @@ def row(task: str, method: str, seed: int, top1: float, *, stage: str = "final",
         "tuned_params": TUNED.get(method, {}).get(task, 10), "backbone_params": BACKBONE, "bytes_per_task": 4000,
         "wall_seconds": 1.5, "run_dir": f"/runs/{task}/{method}/{seed}", "config": {"lr": 0.01, "seed": seed},
         "error": None, **extra,
-    }
+    })
 
 
-def paper_rows() -> list[dict[str, Any]]:
+def paper_rows() -> list[ResultRow]:
     """Tune rows (one lr selected per task x method x seed) and the final rows of FINAL."""
     rows = []
     for method, tasks in FINAL.items():
@@ -52,7 +54,7 @@ def paper_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def ablation_rows(key: str, values: list[Any]) -> list[dict[str, Any]]:
+def ablation_rows(key: str, values: list[Any]) -> list[ResultRow]:
     """Final rows of vpt-deep at every value of `key` on two natural and one structured task, 2 seeds,
     plus Linear and Full references; top-1 = 0.5 + 0.1 * value index + 0.01 * seed (+0.05 on dtd)."""
     rows = []
@@ -66,8 +68,9 @@ def ablation_rows(key: str, values: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_results(rows: list[dict[str, Any]], folder: Path) -> Path:
+def write_results(rows: list[ResultRow], folder: Path) -> Path:
     """Write `rows` as the sweep does: results.jsonl and results.csv (nested values as JSON strings)."""
+    rows = [r.to_json() for r in rows]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     fields = list(rows[0])

@@ -155,3 +155,31 @@ def test_fashion_mnist_missing_files_explain_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv(FASHION_MNIST_ENV, str(tmp_path))
     with pytest.raises(DataError, match=r"apt-get install dataset-fashion-mnist.*dpkg -x.*VPTUNE_FASHION_MNIST_DIR"):
         prepare_task("fashion-mnist", tmp_path / "out")
+
+
+def test_a_write_that_fails_midway_leaves_the_old_task_and_no_half_written_one(tmp_path, monkeypatch):
+    prepare_task("dsprites-location", tmp_path, n_test=20)
+    (tmp_path / "dsprites-location" / "notes.txt").write_text("the user's own file\n")
+    before = tree_digest(tmp_path)
+    saved = []
+    original = Image.Image.save
+
+    def disk_full_after_ten(image, fp, *args, **kwargs):
+        if len(saved) == 10:
+            raise OSError(28, "No space left on device")
+        saved.append(fp)
+        return original(image, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", disk_full_after_ten)
+    with pytest.raises(DataError, match="cannot write .*dsprites-location: No space left on device"):
+        prepare_task("dsprites-location", tmp_path, n_test=10, overwrite=True)
+    with pytest.raises(DataError, match="No space left on device"):
+        saved.clear()
+        prepare_task("dsprites-orientation", tmp_path / "new-root", n_test=10)
+    assert tree_digest(tmp_path) == before  # the old task whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dsprites-location"]  # no staging folder, no new root
+    monkeypatch.undo()
+    prepare_task("dsprites-location", tmp_path, n_test=10, overwrite=True)  # replaces the task's own files only
+    assert (tmp_path / "dsprites-location" / "notes.txt").read_text() == "the user's own file\n"
+    assert len(list((tmp_path / "dsprites-location/images/test").iterdir())) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dsprites-location"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from vptune.cli.main import main
 from vptune.experiments.figures import ablation_figure, varying_ablations
-from vptune.experiments.results import ResultsError
+from vptune.experiments.results_table import ResultsError
 from vptune.experiments.tsne import run_features, tsne_figure
 
 from conftest import DIGIT_NAMES, SMALL_SPLITS, TINY_CLI, assert_one_line_error
@@ -102,7 +103,8 @@ def test_tsne_embeds_a_seeded_subset_of_the_test_split(tiny_run, small_digits_ro
 
 
 def test_tsne_figure_has_a_panel_per_run_coloured_by_class(tiny_run, tmp_path, capsys):
-    fig = tsne_figure([tiny_run, tiny_run], max_images=50, quiet=True)
+    copy = shutil.copytree(tiny_run, tmp_path / "copy")  # a run given twice is refused; its copy is another run
+    fig = tsne_figure([tiny_run, copy], max_images=50, quiet=True)
     assert len(fig.axes) == 2
     ax = fig.axes[0]
     shown = [t.get_text() for t in ax.get_legend().get_texts()]

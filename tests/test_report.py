@@ -12,7 +12,10 @@ import pytest
 from vptune.accounting import total_multiple
 from vptune.cli.main import main
 from vptune.experiments.report import build_report, to_csv, to_json, to_markdown
-from vptune.experiments.results import ResultsError, load_results, read_groups, task_groups
+from vptune.experiments.results_table import COLUMNS, ResultRow, ResultsError, load_results
+from vptune.experiments.seeds import SeedScores
+from vptune.experiments.sweep import format_summary, summary
+from vptune.experiments.task_groups import read_groups, task_groups
 
 from results_rows import ablation_rows, paper_rows, row, write_results
 
@@ -24,12 +27,12 @@ def report():
 
 def test_task_means_and_sample_stds_over_seeds(report):
     cifar = report.scores["full"]["cifar100"]
-    assert (cifar.mean, cifar.seeds) == (pytest.approx(0.62), 3)
+    assert (cifar.mean, cifar.n) == (pytest.approx(0.62), 3)
     assert cifar.std == pytest.approx(0.02)  # sample std of 0.60, 0.62, 0.64
     assert report.scores["linear"]["dtd"].std == pytest.approx(0.04)
     assert report.scores["vpt-deep"]["eurosat"].std == pytest.approx(0.02 / 2 ** 0.5)
     one_seed = report.scores["vpt-deep"]["dsprites_loc"]
-    assert (one_seed.mean, one_seed.std, one_seed.seeds) == (pytest.approx(0.45), None, 1)
+    assert (one_seed.mean, one_seed.std, one_seed.n) == (pytest.approx(0.45), None, 1)
 
 
 def test_groups_follow_the_paper_and_means_follow_the_printed_rule(report):
@@ -45,7 +48,7 @@ def test_wins_over_full_per_group(report):
         "linear": {"natural": [1, 2], "specialized": [0, 1], "structured": [0, 1]},
         "vpt-deep": {"natural": [2, 2], "specialized": [1, 1], "structured": [1, 1]},
     }
-    no_full = build_report([r for r in paper_rows() if r["method"] != "full"])
+    no_full = build_report([r for r in paper_rows() if r.method != "full"])
     assert no_full.wins is None
     assert "beats Full" not in to_markdown(no_full)
 
@@ -64,10 +67,10 @@ def test_chosen_settings_come_from_selected_tune_rows(report):
 
 def test_markdown_bolds_the_best_non_full_value_per_column(report):
     text = to_markdown(report)
-    assert "| linear | **70.00** ± 0.00 (3) | 44.00 ± 4.00 (3) | 57.00 |" in text
-    assert "| vpt-deep | 66.00 ± 1.00 (3) | **57.00** ± 2.00 (3) | **61.50** |" in text
+    assert "| linear | **70.00** ± 0.00 (n=3) | 44.00 ± 4.00 (n=3) | 57.00 |" in text
+    assert "| vpt-deep | 66.00 ± 1.00 (n=3) | **57.00** ± 2.00 (n=3) | **61.50** |" in text
     # Full beats every method on nothing here but is never bolded, even where it is highest.
-    assert "| full | 62.00 ± 2.00 (3) | 50.00 ± 0.00 (3) | 56.00 |" in text
+    assert "| full | 62.00 ± 2.00 (n=3) | 50.00 ± 0.00 (n=3) | 56.00 |" in text
     assert "| vpt-deep | 1.24x | **61.50** | **94.00** | **45.00** | **66.83** | **65.50** |" in text
     assert "| vpt-deep | 2 of 2 | 1 of 1 | 1 of 1 |" in text
     assert "| dtd | vpt-deep | lr=0.01 | 0, 1, 2 |" in text
@@ -98,16 +101,17 @@ def test_csv_and_json_outputs_parse_to_the_same_numbers(report):
 
 def test_csv_and_jsonl_tables_load_to_the_same_rows(tmp_path):
     folder = write_results(paper_rows(), tmp_path / "sweep")
-    from_jsonl, from_csv = load_results(folder / "results.jsonl"), load_results(folder / "results.csv")
+    from_jsonl, from_csv = load_results([folder / "results.jsonl"]), load_results([folder / "results.csv"])
+    assert from_csv == from_jsonl == paper_rows()
     assert to_json(build_report(from_csv)) == to_json(build_report(from_jsonl))
-    assert load_results(folder) == from_jsonl
+    assert load_results([folder]) == from_jsonl
 
 
 def test_rows_of_failed_trials_are_left_out(tmp_path):
     failed = row("dtd", "vpt-deep", 5, None, error="TrainingError: loss is nan")
     folder = write_results(paper_rows() + [failed], tmp_path / "sweep")
     for table in ("results.jsonl", "results.csv"):
-        assert len(load_results(folder / table)) == len(paper_rows())
+        assert len(load_results([folder / table])) == len(paper_rows())
 
 
 def test_group_comes_from_user_yaml_then_row_field_then_the_paper(tmp_path):
@@ -149,7 +153,7 @@ def _write(path, text):
     (lambda p: p / "missing", "does not exist"),
     (lambda p: p, "holds no results.jsonl"),
     (lambda p: _write(p / "results.jsonl", "{not json\n"), "not a JSON object"),
-    (lambda p: _write(p / "results.jsonl", '{"task": "dtd"}\n'), "lacks method, stage, seed, top1"),
+    (lambda p: _write(p / "results.jsonl", '{"task": "dtd"}\n'), "no value for method, stage, seed, top1"),
 ])
 def test_bad_tables_end_in_one_line(tmp_path, capsys, make, fragment):
     from conftest import assert_one_line_error
@@ -160,6 +164,42 @@ def test_bad_tables_end_in_one_line(tmp_path, capsys, make, fragment):
 
 def test_tables_without_final_rows_or_mixing_backbones_are_refused():
     with pytest.raises(ResultsError, match="no final-stage rows"):
-        build_report([r for r in paper_rows() if r["stage"] == "tune"])
+        build_report([r for r in paper_rows() if r.stage == "tune"])
     with pytest.raises(ResultsError, match="different sizes"):
         build_report(paper_rows() + [row("dtd", "lora", 0, 0.5, backbone_params=5)])
+
+
+def test_a_result_row_round_trips_through_csv_and_json():
+    full = row("dtd", "vpt-deep", 2, 0.5625, stage="tune", setting={"lr": 0.01, "deep_blocks": [1, 6]},
+               selected=True, top5=0.875, auc=None, error=None, group="natural")
+    failed = row("dtd", "vpt-deep", 0, None, error="TrainingError: loss became nan", tuned_params=None)
+    for value in (full, failed):
+        assert ResultRow.from_json(json.loads(json.dumps(value.to_json()))) == value
+        cells = next(csv.DictReader(io.StringIO(to_csv_text(value))))
+        assert ResultRow.from_csv(cells) == value
+    assert list(full.to_json()) == list(COLUMNS) == list(full.to_csv())
+    # Tables written before the typed row: Python's True/False and empty cells for None.
+    old = {**full.to_csv(), "selected": "True", "auc": "", "seed": "2.0"}
+    assert ResultRow.from_csv(old) == full
+
+
+def to_csv_text(value: ResultRow) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerow(value.to_csv())
+    return buffer.getvalue()
+
+
+def test_one_seed_has_no_spread_anywhere():
+    one = [row("dtd", "linear", 0, 0.5)]
+    report = build_report(one)
+    assert report.scores["linear"]["dtd"] == SeedScores(0.5, None, 1)
+    assert "| linear | **50.00** (n=1) | **50.00** |" in to_markdown(report)
+    (task_row,) = [r for r in csv.DictReader(io.StringIO(to_csv(report))) if r["section"] == "task"]
+    assert (task_row["std"], task_row["count"]) == ("", "1")
+    assert json.loads(to_json(report))["scores"]["linear"]["dtd"] == {"mean": 0.5, "std": None, "n": 1}
+    tune = row("dtd", "linear", 0, 0.75, stage="tune", selected=True)
+    text = format_summary(summary([tune, *one]))
+    assert "0.5000 (n=1)" in text and "±" not in text
+    assert SeedScores(0.5, 0.01, 3).text() == "0.5000 ± 0.0100 (n=3)"

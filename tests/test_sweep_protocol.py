@@ -15,7 +15,7 @@ from vptune.cli.main import main
 from vptune.engine import trainer
 from vptune.errors import VptuneError
 from vptune.experiments.sweep import build_spec, run_sweep
-from vptune.experiments.sweep.results import COLUMNS
+from vptune.experiments.results_table import COLUMNS
 from vptune.experiments.sweep.selection import choose
 from vptune.experiments.sweep.trials import _validation as validation, tune_trials
 from vptune.engine import TrainConfig
@@ -49,6 +49,11 @@ def sweep_values(root: Path, out: Path, **overrides) -> dict:
             "methods": ["linear", "vpt-deep"], "grid": GRID, "seeds": 2, **TINY, **overrides}
 
 
+def rows_of(spec) -> list[dict]:
+    """The rows `run_sweep` returns, as the JSON objects results.jsonl holds."""
+    return [row.to_json() for row in run_sweep(spec, show=False)]
+
+
 def comparable(rows: list[dict], out: Path) -> list[dict]:
     """Rows without wall times, with paths relative to the sweep folder."""
     kept = []
@@ -66,7 +71,7 @@ def full_sweep(two_tasks, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep-full")
     epochs = _count_epochs()
     with epochs:
-        rows = run_sweep(build_spec(sweep_values(two_tasks, out)), show=False)
+        rows = rows_of(build_spec(sweep_values(two_tasks, out)))
     return out, rows, epochs.count
 
 
@@ -140,14 +145,14 @@ def test_rerun_after_interruption_trains_nothing_twice_and_gives_the_same_table(
     with _count_epochs() as first, monkeypatch.context() as patch:
         patch.setattr(trainer, "save_checkpoint", interrupt)
         with pytest.raises(KeyboardInterrupt):
-            run_sweep(spec, show=False)
+            rows_of(spec)
     assert len((out / "results.jsonl").read_text().splitlines()) == 6
     with _count_epochs() as second:
-        rows = run_sweep(spec, show=False)
+        rows = rows_of(spec)
     assert first.count + second.count == reference_epochs  # the 7th trial resumed, none retrained
     assert comparable(rows, out) == comparable(reference, reference_out)
     with _count_epochs() as third:
-        assert comparable(run_sweep(spec, show=False), out) == comparable(rows, out)
+        assert comparable(rows_of(spec), out) == comparable(rows, out)
     assert third.count == 0
 
 
@@ -203,7 +208,7 @@ def small_values(root: Path, out: Path, **overrides) -> dict:
 @pytest.fixture(scope="module")
 def local_small(two_tasks, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep-local")
-    return run_sweep(build_spec(small_values(two_tasks, out)), show=False)
+    return rows_of(build_spec(small_values(two_tasks, out)))
 
 
 def chosen_and_test(rows: list[dict]) -> tuple[list, list]:
@@ -222,7 +227,7 @@ def assert_same_outcome(rows: list[dict], reference: list[dict]) -> None:
 
 
 def test_worker_processes_give_the_local_outcome(two_tasks, local_small, tmp_path):
-    rows = run_sweep(build_spec(small_values(two_tasks, tmp_path, workers=2)), show=False)
+    rows = rows_of(build_spec(small_values(two_tasks, tmp_path, workers=2)))
     assert_same_outcome(rows, local_small)
 
 
@@ -237,11 +242,11 @@ def local_ray():
 @pytest.mark.slow
 def test_ray_tune_gives_the_local_outcome_and_restores(two_tasks, local_small, local_ray, tmp_path):
     spec = build_spec(small_values(two_tasks, tmp_path, launcher="ray"))
-    rows = run_sweep(spec, show=False)
+    rows = rows_of(spec)
     assert_same_outcome(rows, local_small)
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "ray").iterdir()) == ["final", "tune"]
     with _count_epochs() as again:
-        assert comparable(run_sweep(spec, show=False), tmp_path) == comparable(rows, tmp_path)
+        assert comparable(rows_of(spec), tmp_path) == comparable(rows, tmp_path)
     assert again.count == 0
 
 
@@ -276,11 +281,13 @@ def test_cli_sweep_from_yaml_and_flags(two_tasks, tmp_path, capsys):
     ({"vary": {"deep_blocks": ["1-x"]}}, "--deep-blocks takes I-J"),
     ({"grid": {"num_promts": [1]}}, "has no option num_promts"),
     ({"select": "best"}, "--select 'best'"),
-    ({"grid": {"lr": [0.01, 0.01]}}, "give the same run"),
+    ({"grid": {"lr": [0.01, 0.01]}}, "lr lists 0.01 twice"),
+    ({"grid": {"lr": [1, 1.0]}}, "lr lists 1.0 twice"),
+    ({"grid": {"lr": [0.01, None]}}, r"lr holds an empty value \(null\)"),
 ])
 def test_bad_sweeps_end_in_one_line(two_tasks, tmp_path, change, message):
     with pytest.raises(VptuneError, match=message):
-        run_sweep(build_spec(small_values(two_tasks, tmp_path, **change)), show=False)
+        rows_of(build_spec(small_values(two_tasks, tmp_path, **change)))
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -308,4 +315,4 @@ def test_a_segmentation_task_is_refused_in_one_line(tmp_path):
     (task / "classes.txt").write_text("background\nthing\n")
     values = {"data": str(tmp_path / "data"), "tasks": ["scenes"], "methods": ["linear"], "out": str(tmp_path / "out")}
     with pytest.raises(VptuneError, match="'scenes' is a segmentation task; vptune sweep runs classification"):
-        run_sweep(build_spec(values), show=False)
+        rows_of(build_spec(values))

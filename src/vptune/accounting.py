@@ -77,6 +77,7 @@ def storage_report(
     pretrained: bool = False,
     img_size: int | None = None,
     arch: str | None = None,
+    allow_keys: tuple[str, ...] = (),
     head: str = "linear",
     head_options: dict[str, Any] | None = None,
     **method_options: Any,
@@ -92,7 +93,8 @@ def storage_report(
         raise VptuneError(f"tasks must be a whole number >= 1, got {tasks!r}")
     shapes_only = not pretrained and timm.is_model(backbone)
     with torch.device("meta" if shapes_only else "cpu"):
-        module, ref = build_backbone(backbone, pretrained=pretrained, img_size=img_size, arch=arch)
+        module, ref = build_backbone(backbone, pretrained=pretrained, img_size=img_size, arch=arch,
+                                     allow_keys=allow_keys)
         pretrained_params = list(module.parameters())
         model = create(
             module, method, num_classes,

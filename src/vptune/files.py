@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -52,3 +52,78 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
 def write_error(path: Path, exc: OSError) -> VptuneError:
     """One line naming the file that could not be written and why."""
     return VptuneError(f"cannot write '{path}': {exc.strerror or exc}")
+
+
+def output_file(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Where a command may write the file the user named: `path` (through any symlink), checked.
+
+    Raises VptuneError, naming `path` and the reason, for an empty name, a folder, something
+    that is not a regular file (a device, a pipe), one of the command's `inputs`, or a parent
+    folder that does not exist. Writes nothing.
+    """
+    path = _named(path, flag)
+    target = path.resolve()
+    if target.is_dir():
+        raise VptuneError(f"{flag} '{path}' is a folder; name a file, e.g. '{path / 'out'}{path.suffix}'")
+    if target.exists() and not target.is_file():
+        raise VptuneError(f"{flag} '{path}' is not a regular file (a device or a pipe); name a file")
+    _not_an_input(path, target, flag, inputs)
+    if not target.parent.is_dir():
+        what = "is a file" if target.parent.exists() else "does not exist"
+        raise VptuneError(f"{flag} '{path}': folder '{target.parent}' {what}; create the folder or pick another path")
+    return target
+
+
+def output_folder(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Where a command may create or fill the folder the user named: `path` resolved, checked.
+
+    Raises VptuneError, naming `path` and the reason, for an empty name, an existing file, one
+    of the command's `inputs`, or a path under a file. Writes nothing (see `make_folder`).
+    """
+    path = _named(path, flag)
+    target = path.resolve()
+    if target.exists() and not target.is_dir():
+        raise VptuneError(f"{flag} '{path}' is a file, not a folder; pick a folder")
+    _not_an_input(path, target, flag, inputs)
+    ancestor = next(p for p in target.parents if p.exists())
+    if not ancestor.is_dir():
+        raise VptuneError(f"{flag} '{path}' lies under '{ancestor}', which is a file; pick a folder")
+    return target
+
+
+def make_folder(path: Path, flag: str = "--out") -> None:
+    """Create `path` and its missing parents; VptuneError naming it when that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VptuneError(f"cannot create {flag} folder '{path}': {exc.strerror or exc}") from exc
+
+
+def _named(path: str | os.PathLike, flag: str) -> Path:
+    if not str(path).strip():
+        raise VptuneError(f"{flag} is empty; name a path")
+    return Path(path).expanduser()
+
+
+def _not_an_input(path: Path, target: Path, flag: str, inputs: Iterable[str | os.PathLike]) -> None:
+    for given in inputs:
+        if Path(given).expanduser().resolve() == target:
+            raise VptuneError(f"{flag} '{path}' is one of this command's inputs ('{given}'); write somewhere else")
+
+
+@contextmanager
+def filled_folder(path: Path, flag: str = "--out") -> Iterator[Path]:
+    """Create `path` (and missing parents) for the block to write into.
+
+    If the block fails, the folders this call created are removed again when they hold
+    nothing, so a refused or failed command leaves no empty folder behind.
+    """
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    make_folder(path, flag)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:  # deepest first
+            with suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..accounting import StorageReport, storage_report
+from ..engine.config import check_prompt_count
 from ..methods import options_from_text
 from .options import add_head_options, add_method_options, head_options, method_options
 
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = options_from_text(args.method, method_options(args))
+    check_prompt_count(options)
     report = storage_report(
         args.backbone,
         args.method,
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch,
         head=args.head,
         head_options=head_options(args),
-        **options_from_text(args.method, method_options(args)),
+        **options,
     )
     print(format_report(report))
     return 0

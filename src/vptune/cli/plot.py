@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..experiments.figures import ABLATIONS, plot_ablations
-from ..experiments.results import load_results, read_groups
+from ..experiments.results_table import load_results, table_files
+from ..experiments.task_groups import read_groups
+from ..files import output_folder
 
 
 def register(subparsers) -> None:
@@ -13,15 +15,18 @@ def register(subparsers) -> None:
         "plot", help=f"ablation figures ({', '.join(ABLATIONS)}) per task group, PNG and SVG")
     parser.add_argument("results", metavar="RESULTS", nargs="+",
                         help="sweep folders or results.jsonl / results.csv, read as one table (e.g. an ablation "
-                             "sweep with the sweep that holds Linear and Full)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for ablation-<setting>.png/.svg")
+                             "sweep with the sweep that holds Linear and Full); each table once")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for ablation-<setting>.png/.svg (created if missing; files of those names "
+                             "are replaced); never one of the inputs")
     parser.add_argument("--groups", metavar="FILE", help="YAML {group: [task, ...]} (default: as `vptune report`)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = [path for results in args.results for path in table_files(results)]
+    out = output_folder(args.out, "--out", [*inputs, *([args.groups] if args.groups else [])])
     groups = read_groups(args.groups) if args.groups else None
-    rows = [row for results in args.results for row in load_results(results)]
-    for path in plot_ablations(rows, args.out, groups):
+    for path in plot_ablations(load_results(args.results), out, groups):
         print(f"wrote {path}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,11 @@ import torch
 
 from ..data import input_spec, load_rgb
 from ..data.seg_palette import colour_mask, overlay
-from ..engine.evaluate import load_run_model, pick_device, run_config
+from ..engine.evaluate import TASK_FILE, load_run_model, pick_device, run_config
 from ..engine.segmentation import predict_mask
 from ..errors import DataError, VptuneError
-from ..persistence import load
+from ..files import atomic_path, filled_folder, output_folder
+from ..persistence import load, read_description
 from ..serve import Predictor
 
 
@@ -21,9 +23,11 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="classify or segment images with a run folder or per-task file")
     parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder or a per-task .safetensors file")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify or segment")
-    parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (5)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes to show per image, >= 1 (5)")
     parser.add_argument("--out-dir", help="segmentation: folder for <image>_mask.png and <image>_overlay.png "
-                        "(default: each image's folder)")
+                        "(created if missing; default: each image's folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="segmentation: replace mask and overlay files that exist (default: refuse)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
 
@@ -32,22 +36,31 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise VptuneError(f"--top-k must be >= 1, got {args.top_k}")
     source = Path(args.model)
-    if source.is_dir():
-        config = run_config(source)
+    config = run_config(source) if source.is_dir() else None
+    task_file = source / TASK_FILE if config is not None else source
+    task_type = read_description(task_file).get("task_type", "classification")
+    paths = [Path(p) for p in args.images]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"image '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass image files")
+    if task_type == "segmentation":
+        outputs = mask_files(paths, args.out_dir, [source, task_file, *paths], overwrite=args.overwrite)
+    elif args.out_dir is not None or args.overwrite:
+        raise VptuneError(f"--out-dir and --overwrite apply to segmentation models; '{args.model}' classifies "
+                          "and writes nothing")
+    device = pick_device(args.device)
+    if config is not None:
         model = load_run_model(source, config)
         # The run's own protocol, also for files written before they recorded it.
         model.set_input_spec(input_spec(model.backbone, config.protocol))
     else:
         model = load(source)  # the file records its own input pipeline
-    paths = [Path(p) for p in args.images]
-    missing = next((p for p in paths if not p.is_file()), None)
-    if missing:
-        raise DataError(f"image '{missing}' does not exist")
-    device = pick_device(args.device)
-    if model.task_type == "segmentation":
+    if task_type == "segmentation":
         model = model.to(device).eval()
-        for path in paths:
-            _write_masks(model, path, device, Path(args.out_dir) if args.out_dir else path.parent)
+        folder = Path(args.out_dir) if args.out_dir is not None else None
+        with filled_folder(folder, "--out-dir") if folder is not None else nullcontext():
+            for path, (mask_path, overlay_path) in zip(paths, outputs):
+                _write_masks(model, path, device, mask_path, overlay_path)
         return 0
     predictor = Predictor(model, device=device)
     for path in paths:
@@ -56,13 +69,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_masks(model, path: Path, device: torch.device, out_dir: Path) -> None:
+def mask_files(images: list[Path], out_dir: str | None, inputs: list[Path], *,
+               overwrite: bool) -> list[tuple[Path, Path]]:
+    """(mask, overlay) paths of each image, checked before anything is written.
+
+    Raises VptuneError for an `--out-dir` that cannot be a folder, two images that would write
+    the same file, an output that is one of the inputs, or a file that exists (unless `overwrite`).
+    """
+    folder = output_folder(out_dir, "--out-dir", inputs) if out_dir is not None else None
+    given = {path.resolve(): path for path in inputs}
+    planned: dict[Path, Path] = {}
+    pairs = []
+    for image in images:
+        where = folder or image.resolve().parent
+        pair = (where / f"{image.stem}_mask.png", where / f"{image.stem}_overlay.png")
+        for path in pair:
+            if path in planned:
+                raise VptuneError(f"images '{planned[path]}' and '{image}' would both write '{path}'; "
+                                  "predict them into different --out-dir folders")
+            if path in given:
+                raise VptuneError(f"'{path}' for image '{image}' would replace the input '{given[path]}'; "
+                                  "pick another --out-dir")
+            if path.exists() and (not overwrite or not path.is_file()):
+                raise VptuneError(f"'{path}' exists; pass --overwrite to replace it, or pick another --out-dir")
+            planned[path] = image
+        pairs.append(pair)
+    return pairs
+
+
+def _write_masks(model, path: Path, device: torch.device, mask_path: Path, overlay_path: Path) -> None:
     image = load_rgb(path)
     mask = predict_mask(model, image, model.input_spec, device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mask_path, overlay_path = out_dir / f"{path.stem}_mask.png", out_dir / f"{path.stem}_overlay.png"
-    colour_mask(mask).save(mask_path)
-    overlay(image, mask).save(overlay_path)
+    for target, picture in ((mask_path, colour_mask(mask)), (overlay_path, overlay(image, mask))):
+        with atomic_path(target) as tmp:
+            picture.save(tmp, format="PNG")
     ids, counts = np.unique(mask, return_counts=True)
     order = np.argsort(-counts)
     shares = ", ".join(f"{model.class_names[ids[i]]} {counts[i] / mask.size:.0%}" for i in order)

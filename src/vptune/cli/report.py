@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..experiments.report import FORMATS, build_report
-from ..experiments.results import load_results, read_groups
+from ..experiments.results_table import load_results, table_files
+from ..experiments.task_groups import read_groups
+from ..files import atomic_write, output_file
 
 
 def register(subparsers) -> None:
@@ -15,17 +16,19 @@ def register(subparsers) -> None:
     parser.add_argument("--groups", metavar="FILE", help="YAML {group: [task, ...]}; default: the rows' groups, "
                         "then VTAB Natural/Specialized/Structured and FGVC")
     parser.add_argument("--format", choices=sorted(FORMATS), default="markdown", help="output format (markdown)")
-    parser.add_argument("--out", metavar="FILE", help="write to FILE instead of printing")
+    parser.add_argument("--out", metavar="FILE", help="write to FILE (replaced whole) instead of printing; "
+                        "never one of the inputs (default: print)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = [*table_files(args.results), *([args.groups] if args.groups else [])]
+    out = output_file(args.out, "--out", inputs) if args.out is not None else None
     groups = read_groups(args.groups) if args.groups else None
-    text = FORMATS[args.format](build_report(load_results(args.results), groups))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    else:
+    text = FORMATS[args.format](build_report(load_results([args.results]), groups))
+    if out is None:
         print(text, end="")
+        return 0
+    atomic_write(out, text)
+    print(f"wrote {args.out}")
     return 0

@@ -67,10 +67,17 @@ def sweep_values(args: argparse.Namespace) -> dict[str, Any]:
     methods = values.get("methods") or {}
     if not isinstance(methods, dict):
         names = [n.strip() for item in _as_list(methods) for n in str(item).split(",") if n.strip()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise VptuneError(f"methods are listed twice: {', '.join(twice)}")
         methods = {name: {} for name in names}
+    given_axes: dict[tuple[str, str | None], set[str]] = {}
     for flag in ("grid", "vary"):
         for item in given.get(flag, []):
             method, key, parsed = parse_grid_item(item)
+            if key in given_axes.setdefault((flag, method), set()):
+                raise VptuneError(f"--{flag} {item}: {key} is given twice; list its values once, e.g. {key}=1,2")
+            given_axes[(flag, method)].add(key)
             if method is None:
                 values[flag] = {**(values.get(flag) or {}), key: parsed}
             elif method not in methods:

@@ -9,8 +9,10 @@ tasks as folder pairs (`images/<split>/NNNNNN.png`, `masks/<split>/NNNNNN.png`,
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +23,8 @@ from tqdm import tqdm
 from vptune.data import real_tasks, seg_tasks, synthetic_tasks
 from vptune.data.seg_tasks import SEG_SPLITS, SegArrays
 from vptune.data.taskdata import PARTS, TaskArrays
-from vptune.errors import DataError
+from vptune.errors import DataError, VptuneError
+from vptune.files import filled_folder
 
 TaskMaker = Callable[[np.random.Generator, int | None], TaskArrays | SegArrays]
 
@@ -59,23 +62,52 @@ def prepare_task(
         raise DataError(f"unknown offline task '{name}'; available: {', '.join(available_tasks())}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise DataError(f"seed must be a whole number in [0, 2**32), got {seed!r}")
+    if not str(out_root).strip():
+        raise DataError("the data root is empty; name a folder, e.g. data")
     root = Path(out_root).expanduser().absolute()
     if root.exists() and not root.is_dir():
         raise DataError(f"data root '{root}' is a file, not a folder; pick a folder")
+    ancestor = next(p for p in root.parents if p.exists())
+    if not ancestor.is_dir():
+        raise DataError(f"data root '{root}' lies under '{ancestor}', which is a file; pick a folder")
     task_dir = root / name
-    if task_dir.is_dir() and any(task_dir.iterdir()):
-        if not overwrite:
-            raise DataError(f"{task_dir} already exists and is not empty; delete it or pass overwrite=True")
-        _remove_outputs(task_dir)
+    if task_dir.exists() and not task_dir.is_dir():
+        raise DataError(f"{task_dir} is a file; delete it or pick another data root")
+    if task_dir.is_dir() and any(task_dir.iterdir()) and not overwrite:
+        raise DataError(f"{task_dir} already exists and is not empty; delete it or pass overwrite=True")
     arrays = _TASKS[name](np.random.default_rng(seed), n_test)
+    write = _write_seg_pairs if isinstance(arrays, SegArrays) else _write_vtab
     try:
-        if isinstance(arrays, SegArrays):
-            _write_seg_pairs(task_dir, arrays, desc=name)
-        else:
-            _write_vtab(task_dir, arrays, desc=name)
+        with filled_folder(root):
+            # Written whole into a hidden folder beside it first, so a failure (a full disk, an
+            # interrupt) leaves the old task folder as it was and nothing half written.
+            staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+            try:
+                staging.chmod(0o755)  # mkdtemp's folder is private; the task folder is not
+                write(staging, arrays, desc=name)
+                if task_dir.is_dir():
+                    _remove_outputs(task_dir)
+                _move_into(staging, task_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
         raise DataError(f"cannot write {task_dir}: {exc.strerror or exc}; pick another data root") from exc
+    except VptuneError as exc:
+        raise DataError(f"{exc}; pick another data root") from exc
     return task_dir
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """Move every entry of `source` into `target` (created if missing), keeping other files of `target`."""
+    if not target.exists():
+        os.replace(source, target)
+        return
+    for entry in source.iterdir():
+        destination = target / entry.name
+        if entry.is_dir() and destination.is_dir():
+            _move_into(entry, destination)
+        else:
+            os.replace(entry, destination)
 
 
 def _remove_outputs(task_dir: Path) -> None:

@@ -105,6 +105,7 @@ class TrainConfig:
             raise VptuneError("--poly-power and --head-lr-multiplier must be > 0 and --min-lr >= 0")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
+        check_prompt_count(self.method_options)
         numbers = {**vars(self), **{f"method option {k}": v for k, v in self.method_options.items()}}
         for name in non_finite(numbers):
             raise VptuneError(f"{_flag(name)} must be a finite number, got {numbers[name]}")
@@ -177,6 +178,13 @@ DEFAULT_LR = {
 def default_lr(method: str) -> float:
     """The default peak learning rate of `method` (e.g. 'partial-4' reads the 'partial-k' entry)."""
     return DEFAULT_LR[get_method(method)[0].name]
+
+
+def check_prompt_count(method_options: dict[str, Any]) -> None:
+    """Refuse zero prompts: a prompt method with none trains only its head (that is `linear`)."""
+    if method_options.get("num_prompts") == 0:
+        raise VptuneError("--num-prompts 0 leaves the prompt method no prompt to train; give 1 or more, or use "
+                          "--method linear to train the head alone")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

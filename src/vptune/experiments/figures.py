@@ -12,8 +12,11 @@ from collections import defaultdict
 from pathlib import Path
 from matplotlib.figure import Figure
 
+from ..files import atomic_path, filled_folder
 from .report import FULL, LINEAR, format_value
-from .results import ResultsError, Row, group_title, task_groups
+from .results_table import ResultRow, ResultsError
+from .seeds import over_seeds
+from .task_groups import group_title, task_groups
 
 # Ablation settings in the order the paper shows them, with their axis titles.
 ABLATIONS = {
@@ -27,18 +30,18 @@ REFERENCES = {LINEAR: ("Linear", "--", "tab:gray"), FULL: ("Full", ":", "black")
 ERROR_RULE = "error bars: std over seeds, averaged over the group's tasks"
 
 
-def varying_ablations(rows: list[Row]) -> list[str]:
+def varying_ablations(rows: list[ResultRow]) -> list[str]:
     """The ablation settings that take more than one value among the rows (Linear and Full aside)."""
     values: dict[str, set[str]] = defaultdict(set)
     for row in rows:
-        if row["method"] not in REFERENCES:
+        if row.method not in REFERENCES:
             for key in ABLATIONS:
-                if key in row["setting"]:
-                    values[key].add(json.dumps(row["setting"][key]))
+                if key in row.setting:
+                    values[key].add(json.dumps(row.setting[key]))
     return [key for key in ABLATIONS if len(values[key]) > 1]
 
 
-def ablation_figure(rows: list[Row], key: str, groups: dict[str, list[str]] | None = None) -> Figure:
+def ablation_figure(rows: list[ResultRow], key: str, groups: dict[str, list[str]] | None = None) -> Figure:
     """One figure for ablation `key`: a panel per task group, a line per method, y = mean top-1.
 
     Uses the final-stage (test) rows when `key` varies among them, else the tuning-stage
@@ -46,8 +49,8 @@ def ablation_figure(rows: list[Row], key: str, groups: dict[str, list[str]] | No
     (e.g. several lr) at one value of `key`, each task counts its best setting by mean over
     seeds. Linear and Full rows, where present, are horizontal reference lines.
     """
-    stage = "final" if key in varying_ablations([r for r in rows if r["stage"] == "final"]) else "tune"
-    staged = [r for r in rows if r["stage"] == stage]
+    stage = "final" if key in varying_ablations([r for r in rows if r.stage == "final"]) else "tune"
+    staged = [r for r in rows if r.stage == stage]
     if key not in varying_ablations(staged):
         raise ResultsError(f"setting '{key}' does not vary in the table; ablations that do: "
                            f"{', '.join(varying_ablations(rows)) or 'none'}")
@@ -84,19 +87,19 @@ def ablation_figure(rows: list[Row], key: str, groups: dict[str, list[str]] | No
     return fig
 
 
-def _best_per_value(rows: list[Row], key: str) -> dict[tuple[str, str, str | None], tuple[float, float | None]]:
+def _best_per_value(rows: list[ResultRow], key: str) -> dict[tuple[str, str, str | None], tuple[float, float | None]]:
     """(method, task, value of key) -> (mean, std) over seeds of the best other settings."""
     scores: dict[tuple[str, str, str | None], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        setting = dict(row["setting"])
+        setting = dict(row.setting)
         x = json.dumps(setting.pop(key)) if key in setting else None
-        if x is None and row["method"] not in REFERENCES:
+        if x is None and row.method not in REFERENCES:
             continue
-        scores[(row["method"], row["task"], x)][json.dumps(setting, sort_keys=True)].append(float(row["top1"]))
+        scores[(row.method, row.task, x)][json.dumps(setting, sort_keys=True)].append(row.top1)
     best = {}
     for point, by_setting in scores.items():
-        values = max(by_setting.values(), key=statistics.fmean)
-        best[point] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
+        seeds = max((over_seeds(values) for values in by_setting.values()), key=lambda s: s.mean)
+        best[point] = (seeds.mean, seeds.std)
     return best
 
 
@@ -116,19 +119,21 @@ def _sort_key(x: str) -> float:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write `fig` as `<stem>.png` (150 dpi) and `<stem>.svg`; return both paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    return paths
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` to `path` in the format its suffix names (150 dpi), whole or not at all."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format=path.suffix[1:].lower())
+    return path
 
 
-def plot_ablations(rows: list[Row], out: str | Path, groups: dict[str, list[str]] | None = None) -> list[Path]:
-    """Save `ablation-<setting>.png/.svg` in `out` for every ablation setting that varies."""
+def plot_ablations(rows: list[ResultRow], out: str | Path, groups: dict[str, list[str]] | None = None) -> list[Path]:
+    """Save `ablation-<setting>.png/.svg` in the folder `out` (created if missing) for every ablation
+    setting that varies. Every figure is drawn before the first file is written."""
     keys = varying_ablations(rows)
     if not keys:
         raise ResultsError(f"no ablation setting ({', '.join(ABLATIONS)}) takes several values in the table; "
                            "sweep one of them to plot it")
-    return [path for key in keys for path in save_figure(ablation_figure(rows, key, groups), Path(out) / f"ablation-{key}")]
+    figures = {key: ablation_figure(rows, key, groups) for key in keys}
+    with filled_folder(Path(out)) as folder:
+        return [save_figure(fig, folder / f"ablation-{key}{suffix}")
+                for key, fig in figures.items() for suffix in (".png", ".svg")]

@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..accounting import total_multiple
-from .results import ResultsError, Row, group_title, task_groups
+from .results_table import ResultRow, ResultsError
+from .seeds import STD_RULE, SeedScores, over_seeds
+from .task_groups import group_title, task_groups
 
 FULL, LINEAR = "full", "linear"
-STD_RULE = "std: sample standard deviation over seeds (n - 1 in the denominator); none with one seed"
 AVERAGING_RULE = (
     "Group mean: mean over the group's tasks of each task's mean over seeds. Mean of groups: mean of "
     "the group means. Mean of tasks: plain mean over all tasks. A mean is left out when the method "
@@ -31,22 +32,13 @@ TOTAL_PARAMS_RULE = (
 
 
 @dataclass
-class Score:
-    """Test top-1 of one task x method over seeds."""
-
-    mean: float
-    std: float | None
-    seeds: int
-
-
-@dataclass
 class Report:
     """Everything `vptune report` prints; top-1 values are fractions as the sweep stores them."""
 
     tasks: list[str]
     groups: dict[str, list[str]]
     methods: list[str]
-    scores: dict[str, dict[str, Score]]  # method -> task -> score
+    scores: dict[str, dict[str, SeedScores]]  # method -> task -> test top-1 over seeds
     group_means: dict[str, dict[str, float | None]]  # method -> group -> mean
     mean_of_groups: dict[str, float | None]
     mean_of_tasks: dict[str, float | None]
@@ -57,28 +49,28 @@ class Report:
     settings: dict[str, dict[str, list[dict[str, Any]]]]  # task -> method -> chosen settings with their seeds
 
 
-def build_report(rows: list[Row], groups: dict[str, list[str]] | None = None) -> Report:
-    """Compute the report of a sweep's rows (see `results.load_results`).
+def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = None) -> Report:
+    """Compute the report of a sweep's rows (see `results_table.load_results`).
 
     Final-stage rows give the test scores; tune rows with `selected` give the chosen settings.
     A method whose final rows hold several values of a setting for one task and seed (an
     ablation) is reported once per value, labelled e.g. `vpt-deep (num_prompts=10)`.
     Raises ResultsError when no final rows exist or rows mix backbones of different sizes.
     """
-    final = [row for row in rows if row["stage"] == "final"]
+    final = [row for row in rows if row.stage == "final"]
     if not final:
         raise ResultsError("the table holds no final-stage rows yet; a sweep writes them after tuning each task")
     labels = _method_labels(final)
     per_seed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     params: dict[str, dict[str, int]] = defaultdict(dict)
     for row, label in zip(final, labels):
-        per_seed[label][row["task"]].append(float(row["top1"]))
-        if row.get("tuned_params") is not None:
-            params[label][row["task"]] = int(row["tuned_params"])
+        per_seed[label][row.task].append(row.top1)
+        if row.tuned_params is not None:
+            params[label][row.task] = row.tuned_params
     grouped = task_groups(final, groups)
     tasks = [task for members in grouped.values() for task in members]
     methods = _method_order(labels)
-    scores = {m: {t: _score(v) for t, v in per_seed[m].items()} for m in methods}
+    scores = {m: {t: over_seeds(v) for t, v in per_seed[m].items()} for m in methods}
     group_means = {m: {g: _mean_if_all(scores[m], members) for g, members in grouped.items()} for m in methods}
     backbone = _backbone_params(rows)
     return Report(
@@ -97,20 +89,20 @@ def build_report(rows: list[Row], groups: dict[str, list[str]] | None = None) ->
     )
 
 
-def _method_labels(final: list[Row]) -> list[str]:
+def _method_labels(final: list[ResultRow]) -> list[str]:
     """Each final row's method, with the settings that vary within one task x method x seed appended."""
     values: dict[tuple, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for row in final:
-        for key, value in row["setting"].items():
-            values[(row["method"], row["task"], row["seed"])][key].add(json.dumps(value))
+        for key, value in row.setting.items():
+            values[(row.method, row.task, row.seed)][key].add(json.dumps(value))
     varying: dict[str, set[str]] = defaultdict(set)
     for (method, _, _), keys in values.items():
         varying[method] |= {key for key, seen in keys.items() if len(seen) > 1}
     labels = []
     for row in final:
-        keys = sorted(varying[row["method"]])
-        suffix = ", ".join(f"{k}={format_value(row['setting'].get(k))}" for k in keys)
-        labels.append(f"{row['method']} ({suffix})" if keys else row["method"])
+        keys = sorted(varying[row.method])
+        suffix = ", ".join(f"{k}={format_value(row.setting.get(k))}" for k in keys)
+        labels.append(f"{row.method} ({suffix})" if keys else row.method)
     return labels
 
 
@@ -125,19 +117,15 @@ def _method_order(labels: list[str]) -> list[str]:
     return [m for m in (FULL, LINEAR) if m in seen] + [m for m in seen if m not in (FULL, LINEAR)]
 
 
-def _score(values: list[float]) -> Score:
-    return Score(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
-
-
 def _mean_or_none(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
 
 
-def _mean_if_all(scores: dict[str, Score], tasks: list[str]) -> float | None:
+def _mean_if_all(scores: dict[str, SeedScores], tasks: list[str]) -> float | None:
     return _mean_or_none([scores[t].mean if t in scores else None for t in tasks])
 
 
-def _wins(scores: dict[str, dict[str, Score]], groups: dict[str, list[str]]) -> dict[str, dict[str, list[int]]]:
+def _wins(scores: dict[str, dict[str, SeedScores]], groups: dict[str, list[str]]) -> dict[str, dict[str, list[int]]]:
     full = scores[FULL]
     wins = {}
     for method in scores:
@@ -150,8 +138,8 @@ def _wins(scores: dict[str, dict[str, Score]], groups: dict[str, list[str]]) -> 
     return wins
 
 
-def _backbone_params(rows: list[Row]) -> int | None:
-    sizes = {int(row["backbone_params"]) for row in rows if row.get("backbone_params") is not None}
+def _backbone_params(rows: list[ResultRow]) -> int | None:
+    sizes = {row.backbone_params for row in rows if row.backbone_params is not None}
     if len(sizes) > 1:
         raise ResultsError(
             f"rows come from backbones of different sizes ({', '.join(map(str, sorted(sizes)))} parameters); "
@@ -167,13 +155,13 @@ def _total_params(method: str, params: dict[str, int], backbone: int | None, tas
     return total_multiple(backbone, per_task, tasks, shares_backbone=not is_full(method))
 
 
-def _chosen_settings(rows: list[Row]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def _chosen_settings(rows: list[ResultRow]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     chosen: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
-        if row["stage"] == "tune" and row.get("selected"):
-            key = json.dumps(row["setting"], sort_keys=True)
-            entry = chosen[row["task"]][row["method"]].setdefault(key, {"setting": row["setting"], "seeds": []})
-            entry["seeds"].append(row["seed"])
+        if row.stage == "tune" and row.selected:
+            key = json.dumps(row.setting, sort_keys=True)
+            entry = chosen[row.task][row.method].setdefault(key, {"setting": row.setting, "seeds": []})
+            entry["seeds"].append(row.seed)
     return {t: {m: [{**e, "seeds": sorted(set(e["seeds"]))} for e in by.values()] for m, by in ms.items()}
             for t, ms in chosen.items()}
 
@@ -215,7 +203,8 @@ def _column(report: Report, values: dict[str, float | None]) -> dict[str, str]:
 
 def to_markdown(report: Report) -> str:
     """The report as Markdown tables, top-1 in percent, the best non-Full value per column in bold."""
-    lines = ["## Test top-1 (%) per task", "", "Cells: mean ± std over seeds (number of seeds). " + STD_RULE + ".", ""]
+    lines = ["## Test top-1 (%) per task", "", "Cells: mean ± std over seeds (n: number of seeds). " + STD_RULE + ".",
+             ""]
     for group, members in report.groups.items():
         columns = [_column(report, {m: _task_mean(report, m, t) for m in report.methods}) for t in members]
         mean_column = _column(report, {m: report.group_means[m][group] for m in report.methods})
@@ -245,7 +234,7 @@ def _task_cell(report: Report, method: str, task: str, mean_text: str) -> str:
     if score is None:
         return "—"
     std = "" if score.std is None else f" ± {100 * score.std:.2f}"
-    return f"{mean_text}{std} ({score.seeds})"
+    return f"{mean_text}{std} (n={score.n})"
 
 
 def _summary_markdown(report: Report) -> list[str]:
@@ -294,7 +283,7 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in report.methods:
         for t, s in report.scores[m].items():
-            out.append(dict(section="task", method=m, name=t, value=s.mean, std=s.std, count=s.seeds))
+            out.append(dict(section="task", method=m, name=t, value=s.mean, std=s.std, count=s.n))
         for g, v in report.group_means[m].items():
             out.append(dict(section="group", method=m, name=g, value=v, std=None, count=len(report.groups[g])))
         out.append(dict(section="overall", method=m, name="mean_of_groups", value=report.mean_of_groups[m],

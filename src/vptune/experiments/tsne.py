@@ -12,10 +12,14 @@ from sklearn.manifold import TSNE
 from torch.utils.data import DataLoader, Subset
 
 from ..data import input_spec
-from ..engine.evaluate import load_run_model, run_config
+from ..engine.config import TrainConfig
+from ..engine.evaluate import TASK_FILE, load_run_model, run_config
 from ..engine.loaders import build_dataset
 from ..engine.runinfo import progress
 from ..errors import VptuneError
+from ..persistence import read_description
+
+SEED_LIMIT = 2**32
 
 
 def run_features(
@@ -24,9 +28,8 @@ def run_features(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pre-head features (`model.embed`) of up to `max_images` images of a run's `split`, their labels
     and the class names. Images are a seeded random subset when the split holds more."""
-    if max_images < 2:
-        raise VptuneError(f"max_images must be at least 2 for a t-SNE, got {max_images}")
-    config = run_config(run_dir)
+    _check_numbers(max_images, seed)
+    config = check_run(run_dir)
     model = load_run_model(run_dir, config).eval()
     dataset = build_dataset(data or config.data, config.task, split, input_spec(model.backbone, config.protocol),
                             train=False, seed=config.seed, skip_bad_images=config.skip_bad_images)
@@ -55,6 +58,14 @@ def tsne_figure(
     """One t-SNE panel per run of its `split` features, points coloured by class, legend of class names."""
     if not run_dirs:
         raise VptuneError("give at least one run folder")
+    _check_numbers(max_images, seed)
+    seen: dict[Path, str | Path] = {}
+    for run_dir in run_dirs:  # every run is checked before the first one is embedded
+        check_run(run_dir)
+        if Path(run_dir).resolve() in seen:
+            raise VptuneError(f"run '{run_dir}' is given twice (also as '{seen[Path(run_dir).resolve()]}'); "
+                              "give each run once")
+        seen[Path(run_dir).resolve()] = run_dir
     fig = Figure(figsize=(5.2 * len(run_dirs), 4.6), layout="constrained")
     axes = fig.subplots(1, len(run_dirs), squeeze=False)[0]
     for ax, run_dir in zip(axes, run_dirs):
@@ -80,3 +91,24 @@ def class_colours(count: int) -> list[tuple[float, ...]]:
         cmap = colormaps["tab10" if count <= 10 else "tab20"]
         return [cmap(i) for i in range(count)]
     return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
+
+
+def check_run(run_dir: str | Path) -> TrainConfig:
+    """The configuration of a finished classification run; VptuneError for anything else."""
+    config = run_config(run_dir)
+    task_file = Path(run_dir) / TASK_FILE
+    if not task_file.is_file():
+        raise VptuneError(f"run '{run_dir}' has no {TASK_FILE} yet; finish it with "
+                          f"`vptune train --resume --out {run_dir}`")
+    task_type = read_description(task_file).get("task_type", "classification")
+    if task_type != "classification":
+        raise VptuneError(f"run '{run_dir}' is a {task_type} run; a t-SNE colours pre-head features by class, "
+                          "so it needs a classification run")
+    return config
+
+
+def _check_numbers(max_images: int, seed: int) -> None:
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 2:
+        raise VptuneError(f"--max-images must be a whole number >= 2 for a t-SNE, got {max_images!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise VptuneError(f"--seed must be a whole number in [0, 2**32), got {seed!r}")

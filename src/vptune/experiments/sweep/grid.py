@@ -51,7 +51,11 @@ def parse_value(text: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise VptuneError(f"cannot read grid value '{text}'; values are separated by commas, so write a block "
+                          "range as I-J (deep_blocks=1-6) and a list in a --config file") from None
 
 
 def parse_grid_item(item: str) -> tuple[str | None, str, list[Any]]:
@@ -61,10 +65,25 @@ def parse_grid_item(item: str) -> tuple[str | None, str, list[Any]]:
     key = key.strip().replace("-", "_")
     if not sep or not key or not values.strip():
         raise VptuneError(f"grid values take [METHOD:]KEY=V1,V2 (e.g. lr=0.01,0.001), got '{item}'")
-    parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    texts = [v.strip() for v in values.split(",")]
+    if not all(texts):
+        raise VptuneError(f"'{item}' has an empty value between commas; list each value once, e.g. lr=0.01,0.001")
+    parsed = [parse_value(text) for text in texts]
     if key == "deep_blocks":
         parsed = [block_range(v) for v in parsed]
-    return method or None, key, parsed
+    return method or None, key, check_axis(key, parsed, f"'{item}'")
+
+
+def check_axis(key: str, values: list[Any], where: str) -> list[Any]:
+    """`values` of one grid or ablation axis, refused when empty, null or listed twice."""
+    if not values:
+        raise VptuneError(f"{where}: {key} has no values")
+    for index, value in enumerate(values):
+        if value is None:
+            raise VptuneError(f"{where}: {key} holds an empty value (null); give each value, e.g. {key}=1,2")
+        if value in values[:index]:
+            raise VptuneError(f"{where}: {key} lists {value!r} twice; each value trains once, so list it once")
+    return values
 
 
 def block_range(value: Any) -> list[int]:

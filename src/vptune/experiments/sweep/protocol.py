@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ...engine.runinfo import progress
 from ...errors import VptuneError
+from ...files import filled_folder
+from ..results_table import COLUMNS, ResultRow, ResultsTable
+from ..seeds import SeedScores, over_seeds
 from .launchers import launch
-from .results import ResultsTable, make_row
 from .selection import choose, validation_score
 from .spec import SweepSpec
-from .trials import RESULT, Trial, final_trials, tune_trials
+from .folder import check_sweep_folder, record_sweep
+from .trials import RESULT, Trial, check_trials, final_trials, tune_trials
 
 
-def run_sweep(spec: SweepSpec, *, show: bool = True) -> list[dict[str, Any]]:
+def run_sweep(spec: SweepSpec, *, show: bool = True) -> list[ResultRow]:
     """Run (or finish) the sweep `spec` describes; return the rows of its results table.
 
     Tune trials train on the tuning split (train800 / train) and are scored on validation;
     per task x method x ablation value the setting chosen by `spec.select` is retrained on
     the full training split with seeds 0..S-1 and evaluated on test. Finished trials of an
-    earlier attempt are reused, unfinished ones resumed from their checkpoints.
+    earlier attempt are reused, unfinished ones resumed from their checkpoints. Every trial's
+    settings and the `--out` folder are checked before anything is written (VptuneError).
     """
     return _Sweep(spec, show).run()
 
@@ -35,19 +35,25 @@ class _Sweep:
         self.spec, self.show = spec, show
         self.table = ResultsTable(spec.out)
         self.records: dict[str, dict[str, Any]] = {}
+        self.in_table: set[tuple[str | None, str]] = set()
         self.best: float | None = None
         self.bar = None
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self) -> list[ResultRow]:
         spec = self.spec
         tune = _unique(tune_trials(spec))  # reads every task's layout first: bad data fails before any write
-        Path(spec.out).mkdir(parents=True, exist_ok=True)
-        (Path(spec.out) / "sweep.yaml").write_text(yaml.safe_dump(dataclasses.asdict(spec), sort_keys=False))
+        check_trials(tune)
+        check_sweep_folder(spec)
+        if self.table.exists():  # a rerun: the rows of the earlier attempt stay until the table is rewritten whole
+            self.in_table = {(row.trial, row.stage) for row in self.table.read()}
+        with filled_folder(Path(spec.out)):
+            record_sweep(spec)
         self._load_kept(tune)
         arms = len({t.arm for t in tune})
         self.bar = progress(range(len(tune) + arms * spec.seeds), "sweep", enabled=self.show)
         self.bar.update(len(self.records))
-        self.table.rewrite(self._rows(tune, [], None))
+        if not self.table.exists():
+            self.table.rewrite(self._rows(tune, [], None))
         launch(spec, "tune", tune, self._on_record)
         chosen = choose([self.records[t.id] for t in tune], spec.select)
         finals = _unique(final_trials(spec, [t for t in tune if chosen.get(t.arm) == t.id]))
@@ -65,14 +71,22 @@ class _Sweep:
             if (trial.run_dir / RESULT).is_file():
                 self.records[trial.id] = json.loads((trial.run_dir / RESULT).read_text())
                 self._note_best(self.records[trial.id])
+                self._append(self.records[trial.id])
 
     def _on_record(self, record: dict[str, Any]) -> None:
         if record["trial"] in self.records:
             return
         self.records[record["trial"]] = record
-        self.table.append(make_row(record, self.spec.select, None if record["stage"] == "tune" else True))
+        self._append(record)
         self._note_best(record)
         self.bar.update(1)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        """Add a finished trial's row to the table unless the table holds it already."""
+        key = (record["trial"], record["stage"])
+        if key not in self.in_table and self.table.exists():
+            self.table.append(trial_row(record, self.spec.select, None if record["stage"] == "tune" else True))
+            self.in_table.add(key)
 
     def _note_best(self, record: dict[str, Any]) -> None:
         score = validation_score(record, self.spec.select) if record["stage"] == "tune" else None
@@ -81,15 +95,32 @@ class _Sweep:
             if self.bar is not None:
                 self.bar.set_postfix_str(f"best val top1 {self.best:.4f}")
 
-    def _rows(self, tune: list[Trial], finals: list[Trial], chosen: dict[str, str] | None) -> list[dict[str, Any]]:
+    def _rows(self, tune: list[Trial], finals: list[Trial], chosen: dict[str, str] | None) -> list[ResultRow]:
         rows = []
         for trial in tune + finals:
             record = self.records.get(trial.id)
             if record is None:
                 continue
             selected = True if trial.stage == "final" else None if chosen is None else chosen.get(trial.arm) == trial.id
-            rows.append(make_row(record, self.spec.select, selected))
+            rows.append(trial_row(record, self.spec.select, selected))
+        self.in_table = {(row.trial, row.stage) for row in rows}
         return rows
+
+
+def trial_row(record: dict[str, Any], rule: str, selected: bool | None) -> ResultRow:
+    """The table row of a trial record; tune rows carry the validation metrics `rule` reads.
+
+    `selected` is None while the trial's arm is still being tuned.
+    """
+    if record["stage"] == "tune":
+        metrics = validation_score(record, rule) or {}
+        split = record["val"]["split"] if "val" in record else record["config"].get("eval_split")
+    else:
+        metrics = record.get("test", {})
+        split = "test"
+    values = {key: record.get(key) for key in COLUMNS}
+    values.update(split=split, selected=selected, **{key: metrics.get(key) for key in ("top1", "top5", "auc", "n")})
+    return ResultRow(**values)
 
 
 def _unique(trials: list[Trial]) -> list[Trial]:
@@ -102,30 +133,31 @@ def _unique(trials: list[Trial]) -> list[Trial]:
     return trials
 
 
-def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One line per task x method x ablation value: chosen setting, its validation and mean test top-1."""
+def summary(rows: list[ResultRow]) -> list[dict[str, Any]]:
+    """One line per task x method x ablation value: chosen setting, its validation top-1 and the test
+    top-1 over seeds (`test`: SeedScores, None before any final run finished)."""
     lines: dict[tuple, dict[str, Any]] = {}
+    tests: dict[tuple, list[float]] = {}
     for row in rows:
-        if row["stage"] == "tune" and row["selected"]:
-            lines[(row["task"], row["method"], json.dumps(row["setting"], sort_keys=True))] = {
-                "task": row["task"], "method": row["method"], "setting": row["setting"], "val_top1": row["top1"],
-                "test": []}
+        if row.stage == "tune" and row.selected:
+            key = (row.task, row.method, json.dumps(row.setting, sort_keys=True))
+            lines[key] = {"task": row.task, "method": row.method, "setting": row.setting, "val_top1": row.top1}
+            tests[key] = []
     for row in rows:
-        key = (row["task"], row["method"], json.dumps(row["setting"], sort_keys=True))
-        if row["stage"] == "final" and key in lines and row["top1"] is not None:
-            lines[key]["test"].append(row["top1"])
-    for line in lines.values():
-        tests = line.pop("test")
-        line.update(seeds=len(tests), test_top1=statistics.mean(tests) if tests else None,
-                    test_std=statistics.stdev(tests) if len(tests) > 1 else 0.0)
+        key = (row.task, row.method, json.dumps(row.setting, sort_keys=True))
+        if row.stage == "final" and key in lines and row.top1 is not None:
+            tests[key].append(row.top1)
+    for key, line in lines.items():
+        line["test"] = over_seeds(tests[key]) if tests[key] else None
     return list(lines.values())
 
 
 def format_summary(lines: list[dict[str, Any]]) -> str:
-    """The summary as a text table."""
+    """The summary as a text table; one seed shows as `(n=1)`, without a spread."""
     out = [f"{'task':<16} {'method':<14} {'val top-1':>9} {'test top-1':>18}  setting"]
     for line in lines:
-        test = "-" if line["test_top1"] is None else f"{line['test_top1']:.4f} ± {line['test_std']:.4f} (n={line['seeds']})"
+        test: SeedScores | None = line["test"]
+        shown = "-" if test is None else test.text()
         setting = ", ".join(f"{k}={v}" for k, v in line["setting"].items())
-        out.append(f"{line['task']:<16} {line['method']:<14} {line['val_top1']:>9.4f} {test:>18}  {setting}")
+        out.append(f"{line['task']:<16} {line['method']:<14} {line['val_top1']:>9.4f} {shown:>18}  {setting}")
     return "\n".join(out)

@@ -20,6 +20,7 @@ A sweep is described by one mapping, from a YAML file and/or the command line:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ from typing import Any
 from ...engine import TrainConfig
 from ...errors import VptuneError
 from ...methods import get_method
-from .grid import block_range, named_grid
+from .grid import block_range, check_axis, named_grid
 
 SELECT_RULES = ("last-epoch", "best-epoch")
+# Beyond these a sweep is a typo: a thousand seeds or processes is not a protocol anyone runs.
+MAX_SEEDS, MAX_WORKERS = 1000, 256
 LAUNCHERS = ("local", "ray")
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 # Set by the sweep for each trial; a grid or setting cannot hold them.
@@ -114,24 +117,36 @@ def split_options(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 
 
 def _check(spec: SweepSpec) -> None:
-    if isinstance(spec.seeds, bool) or not isinstance(spec.seeds, int) or spec.seeds < 1:
-        raise VptuneError(f"--seeds must be a whole number >= 1, got {spec.seeds!r}")
+    """The sweep's own values; each trial's settings are checked by `trials.check_trials`."""
+    _whole("--seeds", spec.seeds, 1, MAX_SEEDS)
+    _whole("--workers", spec.workers, 1, MAX_WORKERS)
     if spec.select not in SELECT_RULES:
         raise VptuneError(f"--select '{spec.select}' is not one of: {', '.join(SELECT_RULES)}")
     if spec.launcher not in LAUNCHERS:
         raise VptuneError(f"--launcher '{spec.launcher}' is not one of: {', '.join(LAUNCHERS)}")
-    if isinstance(spec.workers, bool) or not isinstance(spec.workers, int) or spec.workers < 1:
-        raise VptuneError(f"--workers must be a whole number >= 1, got {spec.workers!r}")
+    if spec.launcher == "ray" and spec.workers != 1:
+        raise VptuneError("--workers applies to the local launcher; with --launcher ray set --cpus-per-trial")
+    ray_only = {"--ray-address": spec.ray_address is not None, "--cpus-per-trial": spec.cpus_per_trial != 1.0,
+                "--gpus-per-trial": spec.gpus_per_trial != 0.0}
+    given = [flag for flag, changed in ray_only.items() if changed]
+    if spec.launcher == "local" and given:
+        raise VptuneError(f"{', '.join(given)} apply to --launcher ray; add it, or drop them")
+    if not _finite(spec.cpus_per_trial) or spec.cpus_per_trial <= 0:
+        raise VptuneError(f"--cpus-per-trial must be a finite number > 0, got {spec.cpus_per_trial!r}")
+    if not _finite(spec.gpus_per_trial) or spec.gpus_per_trial < 0:
+        raise VptuneError(f"--gpus-per-trial must be a finite number >= 0, got {spec.gpus_per_trial!r}")
     names = [t.name for t in spec.tasks]
     if len(set(names)) != len(names):
         raise VptuneError(f"tasks are listed twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-    for method in spec.methods:
-        _, options = split_options({**spec.settings, **method.settings})
-        for key, values in {**method.grid, **method.vary}.items():
-            if key not in TRAIN_FIELDS:
-                options[key] = values[0]
-        base, implied = get_method(method.name)
-        base.parse_options({**implied, **options})  # MethodError for an option the method lacks
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise VptuneError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
 
 
 def _settings(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -154,16 +169,15 @@ def _axes(values: Any, where: str) -> dict[str, list[Any]]:
         if key == "deep_blocks":
             # One range given as [i, j], or ranges written I-J.
             options = [options] if options and isinstance(options[0], int) else [block_range(o) for o in options]
-        if not options:
-            raise VptuneError(f"{where} '{key}' has no values")
-        axes[key] = options
+        axes[key] = check_axis(key, options, where)
     return axes
 
 
 def _task(value: Any) -> TaskSpec:
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip():
         return TaskSpec(value)
-    if isinstance(value, dict) and isinstance(value.get("name"), str) and set(value) <= {"name", "group"}:
+    if isinstance(value, dict) and isinstance(value.get("name"), str) and value["name"].strip() \
+            and set(value) <= {"name", "group"} and isinstance(value.get("group", ""), (str, type(None))):
         return TaskSpec(value["name"], value.get("group"))
     raise VptuneError(f"a task is a name or {{name: ..., group: ...}}, got {value!r}")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...accounting import storage_report
 from ...backbones import build_backbone
 from ...data import load_split
 from ...engine import TrainConfig, evaluate_run, train
@@ -113,10 +114,35 @@ def _config(spec: SweepSpec, task: TaskSpec, method: MethodSpec, setting: dict[s
     fields, options = split_options({**spec.settings, **method.settings, **setting})
     values = {**fields, "method_options": options, "data": spec.data, "task": task.name, "method": method.name,
               "seed": seed, "train_split": train_split, "eval_split": eval_split, "quiet": True}
-    values["lr"] = values.get("lr") or default_lr(method.name)
+    if values.get("lr") is None:  # resolved here so that the trial's hash and the tie-break see it
+        values["lr"] = default_lr(method.name)
     config = TrainConfig.from_dict(values).to_dict()
     config["out"] = str(Path(spec.out) / "runs" / task.name / method.name / trial_id(config))
     return config
+
+
+def check_trials(trials: list[Trial]) -> None:
+    """Check every trial's settings as `vptune train` would, and build each distinct model once
+    (shapes only where the backbone allows), before a sweep writes anything.
+
+    Raises VptuneError naming the method, task and setting whose value cannot be used.
+    """
+    built: set[str] = set()
+    for trial in trials:
+        try:
+            config = TrainConfig.from_dict(trial.config)
+            config.validate()
+            model = [config.backbone, config.arch, config.img_size, config.allow_keys, config.method,
+                     config.method_options, config.head or "linear", config.head_options]
+            key = json.dumps(model, sort_keys=True, default=str)
+            if key not in built:
+                storage_report(config.backbone, config.method, num_classes=2, img_size=config.img_size,
+                               arch=config.arch, allow_keys=tuple(config.allow_keys), head=config.head or "linear",
+                               head_options=config.head_options, **config.method_options)
+                built.add(key)
+        except VptuneError as exc:
+            setting = ", ".join(f"{k}={v}" for k, v in trial.setting.items())
+            raise VptuneError(f"{trial.method} on {trial.task}{f' ({setting})' if setting else ''}: {exc}") from exc
 
 
 def run_trial(trial: Trial) -> dict[str, Any]:
