@@ -32,21 +32,22 @@ def register(subparsers) -> None:
     parser.add_argument("--method", dest="methods", action="append", help="method (repeatable, or comma-separated)")
     parser.add_argument("--grid-name", choices=GRID_NAMES, help="named grid: default (AdamW, reduced) or paper")
     parser.add_argument("--grid", action="append", metavar="[METHOD:]KEY=V1,V2",
-                        help="tune over these values instead of the named grid's (repeatable), "
-                             "e.g. lr=0.01,0.001 or vpt-deep:num_prompts=10,50")
+                        help="tune over these values instead of the named grid's (repeatable, one flag per key; "
+                             "each value once), e.g. lr=0.01,0.001 or vpt-deep:num_prompts=10,50")
     parser.add_argument("--vary", action="append", metavar="[METHOD:]KEY=V1,V2",
                         help="ablation axis: tune and retrain each value on its own, e.g. num_prompts=1,5,10")
-    parser.add_argument("--seeds", type=int, help="seeds of the final runs, 0..S-1 (3)")
+    parser.add_argument("--seeds", type=int, help="seeds of the final runs, 0..S-1, S in [1, 1000] (3)")
     parser.add_argument("--select", choices=SELECT_RULES,
                         help="last-epoch: validation top-1 of the final epoch, as the paper (default); "
                              "best-epoch: the best epoch's")
-    parser.add_argument("--out", help="sweep folder (sweeps/sweep)")
+    parser.add_argument("--out", help="sweep folder: new, empty, or this same sweep's to finish it; a folder of "
+                                      "other files or of a sweep with other settings is refused (sweeps/sweep)")
     parser.add_argument("--launcher", choices=LAUNCHERS, help="local (default): this process or --workers; "
                         "ray: Ray Tune trials")
-    parser.add_argument("--workers", type=int, help="local worker processes (1: this process)")
-    parser.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
-    parser.add_argument("--cpus-per-trial", type=float, help="Ray resources of one trial (1)")
-    parser.add_argument("--gpus-per-trial", type=float, help="Ray GPUs of one trial (0)")
+    parser.add_argument("--workers", type=int, help="local worker processes, in [1, 256] (1: this process)")
+    parser.add_argument("--ray-address", help="join this Ray cluster, with --launcher ray (default: start a local one)")
+    parser.add_argument("--cpus-per-trial", type=float, help="Ray CPUs of one trial, > 0, with --launcher ray (1)")
+    parser.add_argument("--gpus-per-trial", type=float, help="Ray GPUs of one trial, >= 0, with --launcher ray (0)")
     parser.add_argument("--seed", type=int, help="seed of the tune trials (0)")
     add_training_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
