@@ -10,7 +10,7 @@ from .backbones import BackboneRef, build_backbone, freeze
 from .errors import MethodError
 from .methods import get_method
 from .model import TunedModel
-from .options import options_dict
+from .option_fields import options_dict
 from .values import coerce_fields
 
 

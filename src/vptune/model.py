@@ -11,7 +11,7 @@ from .backbones import BackboneRef, fingerprint
 from .data.transforms import InputSpec, input_spec
 from .errors import HeadError
 from .heads import get_head
-from .options import options_dict
+from .option_fields import options_dict
 from .prompts import VitPrompt, backbone_family, prompted_features, vit_block_maps
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.

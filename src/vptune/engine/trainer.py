@@ -18,7 +18,7 @@ from ..api import create
 from ..data import load_seg_split, load_split
 from ..errors import TrainingError, VptuneError
 from ..persistence import non_finite_tensors, save
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .train_state import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig, read_yaml, write_yaml
 from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks, sync_batch_norm
 from .features import cached_features, trains_head_only

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import HeadError
-from ..options import fill_options
+from ..option_fields import fill_options
 
 TASK_TYPES = ("classification", "segmentation")
 

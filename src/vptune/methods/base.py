@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ..errors import MethodError
 from ..model import TunedModel
-from ..options import fill_options, typed_options
+from ..option_fields import fill_options, typed_options
 
 _REGISTRY: dict[str, "Method"] = {}
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")

@@ -20,7 +20,7 @@ from typing import Any
 from ...backbones import build_backbone
 from ...data import load_split
 from ...engine import TrainConfig, evaluate_run, train
-from ...engine.checkpoint import CHECKPOINT
+from ...engine.train_state import CHECKPOINT
 from ...engine.config import default_lr
 from ...engine.evaluate import TASK_FILE, run_config
 from ...engine.loaders import default_splits, full_train_split, is_segmentation, task_format
