@@ -12,7 +12,6 @@ import yaml
 from ..engine import TrainConfig
 from ..engine.config import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES
 from ..errors import VptuneError
-from ..experiments.sweep.grid import block_range
 from ..methods import available_methods, get_method
 
 # Method options that have a flag of their own (a YAML config may give them at top level too).
@@ -148,8 +147,6 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def method_flags(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The method options among `values` (parsed flags or a YAML mapping), with --deep-blocks parsed."""
-    options = {flag: values[flag] for flag in METHOD_FLAGS if flag in values}
-    if isinstance(options.get("deep_blocks"), str):
-        options["deep_blocks"] = block_range(options["deep_blocks"])
-    return options
+    """The method options among `values` (parsed flags or a YAML mapping); their text is read by the method's
+    options (e.g. --deep-blocks 1-6)."""
+    return {flag: values[flag] for flag in METHOD_FLAGS if flag in values}

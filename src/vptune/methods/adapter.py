@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from .inject import add_output_module
 
 @dataclass
 class AdapterOptions:
-    reduction: int = 8
+    reduction: int = field(default=8, metadata={"help": "bottleneck width = block width // reduction", "min": 1})
 
 
 class Adapter(nn.Module):
@@ -44,9 +44,6 @@ class AdapterMethod(Method):
     name = "adapter"
     Options = AdapterOptions
     summary = "Pfeiffer adapters after the MLP of every transformer block (reduction rate r)"
-
-    def validate(self, options: AdapterOptions) -> None:
-        self.require_count("reduction", options.reduction, 1)
 
     def attach(self, model: TunedModel, options: AdapterOptions) -> None:
         backbone = model.backbone

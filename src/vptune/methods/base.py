@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -11,21 +9,19 @@ from typing import Any, ClassVar
 from ..errors import MethodError
 from ..model import TunedModel
 from ..option_fields import fill_options, typed_options
+from ..registry import Registry
 
-_REGISTRY: dict[str, "Method"] = {}
+METHODS: Registry["Method"] = Registry("method", MethodError)
+register = METHODS.register
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
-
-
-@dataclasses.dataclass
-class NoOptions:
-    """Options of a method that has none."""
 
 
 class Method(ABC):
     """A tuning method: its options, and which tensors it adds to and trains in a TunedModel.
 
-    Subclasses set `name`, an `Options` dataclass and implement `attach`. A method named
-    with `-k` (e.g. `partial-k`) is called as `partial-4`; `k` fills the option `k`.
+    Subclasses set `name`, an `Options` dataclass (limits declared in its fields' metadata,
+    see option_fields) and implement `attach`. A method named with `-k` (e.g. `partial-k`)
+    is called as `partial-4`; `k` fills the option `k`.
     """
 
     name: ClassVar[str]
@@ -43,28 +39,16 @@ class Method(ABC):
         return typed_options(self.Options, given, "method", self.name, MethodError, text=text)
 
     def validate(self, options: Any) -> None:
-        """Raise MethodError for option values that cannot work."""
-
-    def require_count(self, option: str, value: Any, minimum: int, example: str = "") -> None:
-        """Raise MethodError unless `value` is a whole number >= `minimum`."""
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            hint = f" (e.g. {example})" if example else ""
-            raise MethodError(f"{self.name} needs {option} >= {minimum} as a whole number{hint}, got {value!r}")
+        """Raise MethodError for option values that cannot work together (single values are checked by their limits)."""
 
     @abstractmethod
     def attach(self, model: TunedModel, options: Any) -> None:
         """Add this method's modules to `model` and mark exactly its tensors trainable."""
 
 
-def register(method_cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under its name."""
-    _REGISTRY[method_cls.name] = method_cls()
-    return method_cls
-
-
 def available_methods() -> list[str]:
     """Registered method names (numbered ones as `name-k`)."""
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def options_from_text(method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -74,11 +58,9 @@ def options_from_text(method: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def get_method(name: str) -> tuple[Method, dict[str, Any]]:
     """The method for `name` and the options its name implies (`partial-4` -> k=4)."""
-    if name in _REGISTRY:
-        return _REGISTRY[name], {}
+    if name in METHODS:
+        return METHODS.get(name), {}
     numbered = _NUMBERED.match(name)
-    if numbered and f"{numbered['base']}-k" in _REGISTRY:
-        return _REGISTRY[f"{numbered['base']}-k"], {"k": int(numbered["k"])}
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=2)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise MethodError(f"unknown method '{name}'{hint} (available: {', '.join(available_methods())})")
+    if numbered and f"{numbered['base']}-k" in METHODS:
+        return METHODS.get(f"{numbered['base']}-k"), {"k": int(numbered["k"])}
+    raise METHODS.unknown(name)

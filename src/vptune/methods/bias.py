@@ -6,7 +6,8 @@ from torch import nn
 
 from ..errors import MethodError
 from ..model import TunedModel
-from .base import Method, NoOptions, register
+from ..option_fields import NoOptions
+from .base import Method, register
 
 
 def train_biases(backbone: nn.Module) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..model import TunedModel
-from .base import Method, NoOptions, register
+from ..option_fields import NoOptions
+from .base import Method, register
 
 
 @register

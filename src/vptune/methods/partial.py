@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from timm.models import group_parameters
 from torch import nn
@@ -17,7 +17,7 @@ FINAL_MODULES = ("norm", "fc_norm", "attn_pool", "head")
 
 @dataclass
 class PartialOptions:
-    k: int = 1
+    k: int = field(default=1, metadata={"help": "how many of the last blocks train, as partial-k names them", "min": 1})
 
 
 def backbone_blocks(backbone: nn.Module) -> list[list[str]]:
@@ -41,9 +41,6 @@ class Partial(Method):
     name = "partial-k"
     Options = PartialOptions
     summary = "tune the last k blocks, the final norm and the head (partial-1, partial-2, ...)"
-
-    def validate(self, options: PartialOptions) -> None:
-        self.require_count("k", options.k, 1, "partial-2")
 
     def attach(self, model: TunedModel, options: PartialOptions) -> None:
         blocks = backbone_blocks(model.backbone)

@@ -7,7 +7,8 @@ from torch import nn
 
 from ..model import TunedModel
 from ..prompts import require_family
-from .base import Method, NoOptions, register
+from ..option_fields import NoOptions
+from .base import Method, register
 from .inject import add_output_module
 
 

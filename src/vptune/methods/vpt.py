@@ -6,30 +6,47 @@ learnable pixel border (prompts/conv.py), where `num_prompts` is the border widt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 from ..errors import MethodError
 from ..model import TunedModel
 from ..prompts import BorderPrompt, SwinPrompt, VitPrompt, check_output_applies, require_family
-from ..prompts.vit import LOCATIONS
+from ..prompts.vit import LOCATIONS, OUTPUTS
 from .base import Method, register
 from .bias import train_biases
-from .linear import check_output
 
 # Prompt tokens (ViT, Swin) and border pixels (ConvNets) when num_prompts is not given.
 DEFAULT_PROMPTS = {"vit": 10, "swin": 10, "conv": 5}
 
 
+def parse_block_range(value: Any) -> list[int]:
+    """A `deep_blocks` range from text or a pair: '1-6', '1,6' or [1, 6] -> [1, 6]."""
+    parts = value.replace(",", "-").split("-") if isinstance(value, str) else value
+    if isinstance(parts, (list, tuple)) and len(parts) == 2:
+        try:
+            return [int(p) for p in parts]
+        except (TypeError, ValueError):
+            pass
+    raise MethodError(f"--deep-blocks takes I-J (e.g. 1-6), got '{value}'")
+
+
 @dataclass
 class VptOptions:
-    num_prompts: int | None = None
-    prompt_dropout: float | None = None
-    prompt_dim: int | None = None
-    deep_blocks: tuple[int, int] | None = None
-    location: str = "prepend"
-    output: str = "cls"
+    num_prompts: int | None = field(
+        default=None, metadata={"help": "prompt tokens per block (ConvNets: border width in pixels); "
+                                        "default 10 on a ViT or Swin, 5 on a ConvNet", "min": 0})
+    prompt_dropout: float | None = field(
+        default=None, metadata={"help": "dropout on the prompts; default 0.1 deep, 0 shallow", "min": 0.0, "below": 1.0})
+    prompt_dim: int | None = field(
+        default=None, metadata={"help": "learn prompts of this width, projected to the model's", "min": 1})
+    deep_blocks: tuple[int, int] | None = field(
+        default=None, metadata={"help": "prompt only blocks I..J (1-based, inclusive), written I-J; default every block",
+                                "parse": parse_block_range})
+    location: str = field(default="prepend", metadata={"help": "where prompts enter", "choices": LOCATIONS})
+    output: str = field(default="cls", metadata={"help": "features the head reads", "choices": OUTPUTS})
 
 
 class _Vpt(Method):
@@ -37,19 +54,10 @@ class _Vpt(Method):
     deep: bool
 
     def validate(self, options: VptOptions) -> None:
-        if options.num_prompts is not None:
-            self.require_count("num_prompts", options.num_prompts, 0)
-        if options.prompt_dropout is not None and not 0.0 <= options.prompt_dropout < 1.0:
-            raise MethodError(f"prompt_dropout must be in [0, 1), got {options.prompt_dropout}")
-        if options.prompt_dim is not None and options.prompt_dim < 1:
-            raise MethodError(f"prompt_dim must be >= 1, got {options.prompt_dim}")
-        if options.location not in LOCATIONS:
-            raise MethodError(f"location '{options.location}' is not one of: {', '.join(LOCATIONS)}")
         if not self.deep and options.deep_blocks is not None:
             raise MethodError("deep_blocks is an option of vpt-deep; vpt-shallow prompts only block 1")
         if self.deep and options.location in ("prepend-pixel", "concat-channel"):
             raise MethodError(f"location '{options.location}' acts on the input image; use vpt-shallow")
-        check_output(options.output)
 
     def attach(self, model: TunedModel, options: VptOptions) -> None:
         backbone = model.backbone
@@ -98,10 +106,7 @@ class _Vpt(Method):
             return 1, 1
         if options.deep_blocks is None:
             return 1, depth
-        try:
-            first, last = (int(b) for b in options.deep_blocks)
-        except (TypeError, ValueError):
-            raise MethodError(f"deep_blocks must be two block numbers (i, j), got {options.deep_blocks!r}") from None
+        first, last = options.deep_blocks
         if not 1 <= first <= last <= depth:
             raise MethodError(
                 f"deep_blocks {options.deep_blocks} must satisfy 1 <= i <= j <= {depth} (blocks are 1-based)"

@@ -11,7 +11,7 @@ import yaml
 
 from ...engine import TrainConfig, train
 from ...errors import VptuneError
-from ...methods import get_method
+from ...methods import get_method, parse_block_range
 
 # Methods that move pretrained weights (or sit inside the backbone) take smaller steps than
 # those that train only new prompts, heads or a side network.
@@ -63,19 +63,8 @@ def parse_grid_item(item: str) -> tuple[str | None, str, list[Any]]:
         raise VptuneError(f"grid values take [METHOD:]KEY=V1,V2 (e.g. lr=0.01,0.001), got '{item}'")
     parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
     if key == "deep_blocks":
-        parsed = [block_range(v) for v in parsed]
+        parsed = [parse_block_range(v) for v in parsed]
     return method or None, key, parsed
-
-
-def block_range(value: Any) -> list[int]:
-    """'1-6', '1,6' or [1, 6] -> [1, 6] (a `deep_blocks` range)."""
-    parts = value.replace(",", "-").split("-") if isinstance(value, str) else value
-    if isinstance(parts, list) and len(parts) == 2:
-        try:
-            return [int(p) for p in parts]
-        except (TypeError, ValueError):
-            pass
-    raise VptuneError(f"--deep-blocks takes I-J (e.g. 1-6), got '{value}'")
 
 
 def run_grid(base: TrainConfig, grid: dict[str, list[Any]], out: str | Path) -> list[dict[str, Any]]:
