@@ -21,7 +21,7 @@ SCHEDULES = ("cosine", "poly")
 PRECISIONS = ("fp32", "bf16")
 FLOAT32_MAX = 3.4028234663852886e38  # optimizers keep their settings as float32 numbers
 # Optimizer and schedule defaults per task type, used for the fields a run leaves unset
-# (classification's lr is the method's, `default_lr`). Segmentation: SETR's ADE20K configs in
+# (classification's lr is the method's, `Method.default_lr`). Segmentation: SETR's ADE20K configs in
 # mmsegmentation (SGD, momentum 0.9, lr 1e-3, no weight decay, decoders at 10x, PolyLR power
 # 0.9 to eta_min 1e-4 without warm-up); min_lr is then lr / 10.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -37,7 +37,7 @@ class TrainConfig:
     """Everything that decides a run's result.
 
     Optimizer and schedule fields left None take the task type's values (`fill_recipe`: RECIPES,
-    and for classification `lr` the method's default, `default_lr`), resolved by the engine and
+    and for classification `lr` the method's `default_lr`), resolved by the engine and
     recorded in the run's config.yaml. `train_fraction` < 1 trains on a seeded, class-stratified share
     of the training split (the data-scale study).
     """
@@ -139,7 +139,7 @@ class TrainConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         if self.lr is None:
-            self.lr = default_lr(self.method)
+            self.lr = get_method(self.method)[0].default_lr
         if self.min_lr is None:
             self.min_lr = self.lr / 10 if segmentation else 0.0
 
@@ -163,20 +163,6 @@ class TrainConfig:
             options = options_from_text(typed.get("method", cls.method), typed["method_options"])
             typed["method_options"] = json_shaped(options)
         return cls(**typed)
-
-
-# Default peak learning rates (AdamW), by registered method name. Methods that train only new
-# tensors (prompts, heads, a side network) take larger steps than methods that move pretrained
-# weights; README "Default learning rates" gives the runs behind these values.
-DEFAULT_LR = {
-    "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
-    "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
-}
-
-
-def default_lr(method: str) -> float:
-    """The default peak learning rate of `method` (e.g. 'partial-4' reads the 'partial-k' entry)."""
-    return DEFAULT_LR[get_method(method)[0].name]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

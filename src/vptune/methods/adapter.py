@@ -9,7 +9,7 @@ from torch import nn
 
 from ..model import TunedModel
 from ..prompts import require_family
-from .base import Method, register
+from .base import PRETRAINED_LRS, Method, register
 from .inject import add_output_module
 
 
@@ -44,6 +44,9 @@ class AdapterMethod(Method):
     name = "adapter"
     Options = AdapterOptions
     summary = "Pfeiffer adapters after the MLP of every transformer block (reduction rate r)"
+    default_lr = 1e-3
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: AdapterOptions) -> None:
         backbone = model.backbone

@@ -15,6 +15,11 @@ METHODS: Registry["Method"] = Registry("method", MethodError)
 register = METHODS.register
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
 
+# Learning rates the default sweep grid tries: methods whose updates are new tensors (prompts, heads,
+# a side network) take larger steps than methods that move pretrained weights (README "Sweeps").
+NEW_TENSOR_LRS = (1e-3, 5e-3, 1e-2)
+PRETRAINED_LRS = (1e-4, 5e-4, 1e-3)
+
 
 class Method(ABC):
     """A tuning method: its options, and which tensors it adds to and trains in a TunedModel.
@@ -22,11 +27,19 @@ class Method(ABC):
     Subclasses set `name`, an `Options` dataclass (limits declared in its fields' metadata,
     see option_fields) and implement `attach`. A method named with `-k` (e.g. `partial-k`)
     is called as `partial-4`; `k` fills the option `k`.
+
+    What a method is, it declares as class attributes: `default_lr`, the AdamW peak learning
+    rate when none is given (README "Default learning rates" has the runs behind the values);
+    `lr_grid`, the learning rates the default sweep grid tries; `changes_backbone`, whether it
+    trains or adds tensors inside the backbone (such a task cannot share a frozen backbone).
     """
 
     name: ClassVar[str]
     Options: ClassVar[type]
     summary: ClassVar[str] = ""
+    default_lr: ClassVar[float] = 5e-3
+    lr_grid: ClassVar[tuple[float, ...]] = NEW_TENSOR_LRS
+    changes_backbone: ClassVar[bool] = False
 
     def parse_options(self, given: dict[str, Any]) -> Any:
         """Options dataclass from keyword options; unknown names, wrong types and bad values raise MethodError."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import MethodError
 from ..model import FOLLOWS_TRAIN_MODE, TunedModel
-from .base import Method, register
+from .base import PRETRAINED_LRS, Method, register
 
 
 @dataclass
@@ -24,6 +24,9 @@ class Lora(Method):
     name = "lora"
     Options = LoraOptions
     summary = "low-rank updates (peft LoRA) of the attention qkv projections, or other linear layers"
+    default_lr = 1e-3
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def validate(self, options: LoraOptions) -> None:
         if not options.target_modules:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import MethodError
 from ..model import TunedModel
-from .base import Method, register
+from .base import PRETRAINED_LRS, Method, register
 
 # Top-level timm modules after the last block: final norm, pooling and head parts.
 FINAL_MODULES = ("norm", "fc_norm", "attn_pool", "head")
@@ -41,6 +41,9 @@ class Partial(Method):
     name = "partial-k"
     Options = PartialOptions
     summary = "tune the last k blocks, the final norm and the head (partial-1, partial-2, ...)"
+    default_lr = 1e-4
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: PartialOptions) -> None:
         blocks = backbone_blocks(model.backbone)

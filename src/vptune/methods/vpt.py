@@ -132,6 +132,8 @@ class VptDeep(_Vpt):
 class VptDeepBias(VptDeep):
     name = "vpt-deep+bias"
     summary = "vpt-deep prompts plus every bias term of the backbone (the paper's segmentation combination)"
+    # The prompts set the step size (as vpt-deep); the biases it trains make it change the backbone.
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: VptOptions) -> None:
         super().attach(model, options)

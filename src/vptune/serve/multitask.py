@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from torch import nn
 
 from ..backbones import build_backbone, fingerprint
 from ..errors import TaskFileError, VptuneError
 from ..model import TunedModel
+from ..methods import get_method
 from ..persistence import load, read_description
 from ..prompts import backbone_family
 from ..prompts.vit import VitPrompt, reads_only_cls, vit_features
@@ -175,9 +176,8 @@ class MultiTask:
             )
             weights = fingerprint(backbone)
         self._check_weights(f"'{path}'", description["backbone"], description["backbone_fingerprint"], weights)
-        with safe_open(str(path), framework="pt") as handle:
-            # A method that trains or injects backbone tensors gets its own copy of the backbone.
-            own = any(key.startswith("backbone.") for key in handle.keys())
+        # A method that trains or injects backbone tensors gets its own copy of the backbone.
+        own = get_method(description["method"])[0].changes_backbone
         model = load(path, copy.deepcopy(backbone) if own else backbone, backbone_fingerprint=weights)
         if own:
             _share_frozen_tensors(model.backbone, backbone)
@@ -228,7 +228,7 @@ def _scatter(out: list, rows: torch.Tensor, logits: torch.Tensor) -> None:
 
 def _changes_backbone(model: TunedModel) -> bool:
     """Whether the model's method trains or adds tensors inside its backbone."""
-    return any(name.startswith("backbone.") for name in model.tuned_state_dict())
+    return get_method(model.config["method"])[0].changes_backbone
 
 
 def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:

@@ -13,15 +13,11 @@ from ...engine import TrainConfig, train
 from ...errors import VptuneError
 from ...methods import get_method, parse_block_range
 
-# Methods that move pretrained weights (or sit inside the backbone) take smaller steps than
-# those that train only new prompts, heads or a side network.
-BACKBONE_METHODS = frozenset({"full", "partial-k", "bias", "adapter", "lora", "ssf"})
-
 # The authors' grid (shared/vpt-notes.md): SGD with momentum 0.9, lr scaled by batch/256.
 PAPER_LRS = [50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05]
 PAPER_WEIGHT_DECAYS = [0.01, 0.001, 0.0001, 0.0]
-# A reduced AdamW grid that a CPU can afford (README "Sweeps" has the runs behind it).
-DEFAULT_LRS = {"new": [1e-3, 5e-3, 1e-2], "backbone": [1e-4, 5e-4, 1e-3]}
+# A reduced AdamW grid that a CPU can afford (README "Sweeps" has the runs behind it): each
+# method's own `lr_grid` x these weight decays.
 DEFAULT_WEIGHT_DECAYS = [1e-4, 0.0]
 
 GRID_NAMES = ("default", "paper")
@@ -33,8 +29,8 @@ def named_grid(name: str, method: str) -> tuple[dict[str, Any], dict[str, list[A
         return {"optimizer": "sgd", "momentum": 0.9, "scale_lr": True}, {
             "lr": list(PAPER_LRS), "weight_decay": list(PAPER_WEIGHT_DECAYS)}
     if name == "default":
-        family = "backbone" if get_method(method)[0].name in BACKBONE_METHODS else "new"
-        return {"optimizer": "adamw"}, {"lr": list(DEFAULT_LRS[family]), "weight_decay": list(DEFAULT_WEIGHT_DECAYS)}
+        lrs = get_method(method)[0].lr_grid
+        return {"optimizer": "adamw"}, {"lr": list(lrs), "weight_decay": list(DEFAULT_WEIGHT_DECAYS)}
     raise VptuneError(f"unknown grid '{name}'; named grids: {', '.join(GRID_NAMES)}")
 
 

@@ -21,13 +21,13 @@ from ...backbones import build_backbone
 from ...data import load_split
 from ...engine import TrainConfig, evaluate_run, train
 from ...engine.train_state import CHECKPOINT
-from ...engine.config import default_lr
 from ...engine.evaluate import TASK_FILE, run_config
 from ...engine.loaders import default_splits, full_train_split, is_segmentation, task_format
 from ...engine.trainer import RUNTIME_KEYS
 from ...errors import TrainingError, VptuneError
 from ...files import atomic_write
 from .grid import grid_points
+from ...methods import get_method
 from .spec import MethodSpec, SweepSpec, TaskSpec, split_options
 
 RESULT = "result.json"
@@ -113,7 +113,7 @@ def _config(spec: SweepSpec, task: TaskSpec, method: MethodSpec, setting: dict[s
     fields, options = split_options({**spec.settings, **method.settings, **setting})
     values = {**fields, "method_options": options, "data": spec.data, "task": task.name, "method": method.name,
               "seed": seed, "train_split": train_split, "eval_split": eval_split, "quiet": True}
-    values["lr"] = values.get("lr") or default_lr(method.name)
+    values["lr"] = values.get("lr") or get_method(method.name)[0].default_lr
     config = TrainConfig.from_dict(values).to_dict()
     config["out"] = str(Path(spec.out) / "runs" / task.name / method.name / trial_id(config))
     return config
