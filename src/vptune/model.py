@@ -12,7 +12,7 @@ from .data.transforms import InputSpec, input_spec
 from .errors import HeadError
 from .heads import get_head
 from .option_fields import options_dict
-from .prompts import VitPrompt, backbone_family, prompted_features, vit_block_maps
+from .prompts import backbone_family, prompted_features
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
 FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
@@ -93,8 +93,8 @@ class TunedModel(nn.Module):
         """Called once the method is attached: check that the head fits it, and for segmentation
         freeze the backbone tensors the head never reads.
 
-        Segmentation reads ViT patch tokens in one prompted forward: it needs a ViT, token
-        prompts (or none), no side network, and the default `output`. It reads block outputs,
+        Segmentation reads each block's patch tokens in one prompted forward: it needs a
+        backbone family that offers them (ViT), no side network, and the default `output`. It reads block outputs,
         so the final norm, timm's pooling and blocks after the last one read stay frozen even
         where a method (bias, partial-k, full) would tune them; they would get no gradient.
         Raises HeadError.
@@ -102,11 +102,12 @@ class TunedModel(nn.Module):
         if self.task_type != "segmentation":
             return
         method = self.config["method"]
-        if backbone_family(self.backbone) != "vit":
+        family = backbone_family(self.backbone)
+        if family is None or not family.reads_blocks:
             raise HeadError(
                 f"head '{self.head_kind}' reads ViT patch tokens; {type(self.backbone).__name__} is not a ViT"
             )
-        if self.side is not None or not (self.prompt is None or isinstance(self.prompt, VitPrompt)):
+        if self.side is not None:
             raise HeadError(f"method '{method}' changes pooled features only; use it with a classification head")
         if self.output != "cls":
             raise HeadError(f"output '{self.output}' pools features for a classifier; "
@@ -162,7 +163,8 @@ class TunedModel(nn.Module):
         if self.task_type == "classification":
             return self.head(self.embed(images))
         blocks = self.head.blocks(aux)
-        maps = vit_block_maps(self.backbone, images, self.prompt, blocks, checkpoint=self.grad_checkpointing)
+        maps = backbone_family(self.backbone).block_maps(self.backbone, images, self.prompt, blocks,
+                                                          checkpoint=self.grad_checkpointing)
         return self.head(dict(zip(blocks, maps)), tuple(images.shape[-2:]), aux=aux)
 
     def train(self, mode: bool = True) -> "TunedModel":

@@ -51,7 +51,6 @@ class AdapterMethod(Method):
     def attach(self, model: TunedModel, options: AdapterOptions) -> None:
         backbone = model.backbone
         family = require_family(backbone, self.name, ("vit", "swin"), "for ConvNets use bias, partial-k or vpt-shallow")
-        blocks = backbone.blocks if family == "vit" else [b for stage in backbone.layers for b in stage.blocks]
-        for block in blocks:
+        for block in family.blocks(backbone):
             # Adapter(FFN output) + FFN output, then the block's own residual, as in the authors' code.
             add_output_module(block.mlp, "adapter", Adapter(block.mlp.fc2.out_features, options.reduction))

@@ -9,17 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
 from ..errors import MethodError
 from ..model import TunedModel
-from ..prompts import BorderPrompt, SwinPrompt, VitPrompt, check_output_applies, require_family
+from ..prompts import PromptSettings, check_output_applies, require_family
 from ..prompts.vit import LOCATIONS, OUTPUTS
 from .base import Method, register
 from .bias import train_biases
-
-# Prompt tokens (ViT, Swin) and border pixels (ConvNets) when num_prompts is not given.
-DEFAULT_PROMPTS = {"vit": 10, "swin": 10, "conv": 5}
 
 
 def parse_block_range(value: Any) -> list[int]:
@@ -64,54 +59,21 @@ class _Vpt(Method):
         families = ("vit", "swin") if self.deep else ("vit", "swin", "conv")
         family = require_family(backbone, self.name, families, "ConvNet prompts are an input border: use vpt-shallow")
         check_output_applies(backbone, options.output)
-        if family != "vit" and (options.deep_blocks, options.prompt_dim, options.location) != (None, None, "prepend"):
-            raise MethodError(
-                f"deep_blocks, prompt_dim and location are ViT options; {self.name} on "
-                f"{type(backbone).__name__} takes num_prompts and prompt_dropout"
-            )
-        if options.num_prompts is None:
-            options.num_prompts = DEFAULT_PROMPTS[family]
-        if options.prompt_dropout is None:
-            options.prompt_dropout = 0.1 if self.deep else 0.0
-        if family == "conv":
-            if options.prompt_dropout:
-                raise MethodError("prompt_dropout acts on prompt tokens; a ConvNet's border prompt has none")
-            model.prompt = BorderPrompt(backbone, width=options.num_prompts, image_size=_image_size(model))
-        elif family == "swin":
-            model.prompt = SwinPrompt(
-                backbone, num_prompts=options.num_prompts, deep=self.deep, dropout=options.prompt_dropout
-            )
-        else:
-            model.prompt = self._vit_prompt(backbone, options)
-        model.output = options.output
-
-    def _vit_prompt(self, backbone: nn.Module, options: VptOptions) -> VitPrompt:
-        first, last = self._block_range(options, len(backbone.blocks))
-        options.deep_blocks = (first, last) if self.deep else None
-        if options.location == "add":
-            # Added prompts sit on every patch token, so there is one per patch.
-            options.num_prompts = backbone.patch_embed.num_patches
-        return VitPrompt(
-            backbone,
-            num_prompts=options.num_prompts,
-            first_block=first - 1,
-            last_block=last - 1,
+        asked = PromptSettings(
+            method=self.name,
+            num_prompts=family.default_prompts if options.num_prompts is None else options.num_prompts,
+            deep=self.deep,
+            dropout=(0.1 if self.deep else 0.0) if options.prompt_dropout is None else options.prompt_dropout,
+            deep_blocks=options.deep_blocks,
             prompt_dim=options.prompt_dim,
-            dropout=options.prompt_dropout,
             location=options.location,
+            image_size=_image_size(model),
         )
-
-    def _block_range(self, options: VptOptions, depth: int) -> tuple[int, int]:
-        if not self.deep:
-            return 1, 1
-        if options.deep_blocks is None:
-            return 1, depth
-        first, last = options.deep_blocks
-        if not 1 <= first <= last <= depth:
-            raise MethodError(
-                f"deep_blocks {options.deep_blocks} must satisfy 1 <= i <= j <= {depth} (blocks are 1-based)"
-            )
-        return first, last
+        model.prompt, built = family.vpt_prompt(backbone, asked)
+        # Recorded as built, so the per-task file rebuilds exactly these prompts.
+        options.num_prompts, options.prompt_dropout = built.num_prompts, built.dropout
+        options.deep_blocks = built.deep_blocks
+        model.output = options.output
 
 
 @register

@@ -201,7 +201,8 @@ class MultiTask:
         self.backbone = backbone.to(self.device).eval()
         self.fingerprint = weights or fingerprint(backbone)
         # The shared forward needs ViT blocks it can compute row by row with a key mask.
-        self._vit = backbone_family(backbone) == "vit" and all(handles_rows(b) for b in backbone.blocks)
+        family = backbone_family(backbone)
+        self._vit = family is not None and family.name == "vit" and all(handles_rows(b) for b in backbone.blocks)
 
     def _check_weights(self, what: str, backbone_id: str, theirs: str, ours: str) -> None:
         if theirs != ours:
