@@ -12,7 +12,7 @@ from .data.transforms import InputSpec, input_spec
 from .errors import HeadError
 from .heads import get_head
 from .option_fields import options_dict
-from .prompts import backbone_family, prompted_features
+from .prompts import BatchedForward, backbone_family, prompted_features
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
 FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
@@ -142,9 +142,15 @@ class TunedModel(nn.Module):
             features = prompted_features(
                 self.backbone, images, self.prompt, self.output, checkpoint=self.grad_checkpointing
             )
-        if self.side is not None:
-            features = self.side(images, features)
-        return features
+        return self.blend(images, features)
+
+    def blend(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features `(B, num_features)` with the side network's view of `images` blended in (if any)."""
+        return features if self.side is None else self.side(images, features)
+
+    def classify(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Logits of a classification model from its images and their backbone features (side network, head)."""
+        return self.head(self.blend(images, features))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each backbone block in the backward pass: less memory, about a third more time."""
@@ -206,3 +212,10 @@ class TunedModel(nn.Module):
             for name, tensor in self.state_dict(keep_vars=True).items()
             if name in trainable or (not isinstance(tensor, nn.Parameter) and name.rpartition(".")[0] in owners)
         }
+
+
+def batched_forward(backbone: nn.Module) -> BatchedForward | None:
+    """The forward of `backbone` that runs a batch mixing several tasks' samples (each with the prompts of
+    its task's `SharedPart`), or None when its family has none."""
+    family = backbone_family(backbone)
+    return family.batched_forward(backbone) if family is not None else None

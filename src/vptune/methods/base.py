@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import torch
 
 from ..errors import MethodError
 from ..model import TunedModel
@@ -19,6 +23,19 @@ _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
 # a side network) take larger steps than methods that move pretrained weights (README "Sweeps").
 NEW_TENSOR_LRS = (1e-3, 5e-3, 1e-2)
 PRETRAINED_LRS = (1e-4, 5e-4, 1e-3)
+
+
+@dataclass(frozen=True)
+class SharedPart:
+    """What one task adds to a backbone forward it shares with other tasks' samples.
+
+    `prompts` are what its samples take into the backbone's batched forward (see the family's
+    `batched_forward`; for ViTs `prompts.vit.SharedPrompts`), None for none; `head` maps the
+    task's images and their shared pre-head features to its logits.
+    """
+
+    prompts: Any | None
+    head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Method(ABC):
@@ -53,6 +70,18 @@ class Method(ABC):
 
     def validate(self, options: Any) -> None:
         """Raise MethodError for option values that cannot work together (single values are checked by their limits)."""
+
+    def shared_part(self, model: TunedModel) -> SharedPart | None:
+        """What a task of this method contributes to a backbone forward shared with other tasks, or None when
+        it needs a forward of its own.
+
+        Here: a task that leaves the backbone's tensors alone, adds no prompts and reads the
+        backbone's own pooling takes the shared features as they are into its side network (if
+        any) and head. Prompt methods override this to hand over their per-sample prompts.
+        """
+        if self.changes_backbone or model.prompt is not None or model.output != "cls":
+            return None
+        return SharedPart(None, model.classify)
 
     @abstractmethod
     def attach(self, model: TunedModel, options: Any) -> None:

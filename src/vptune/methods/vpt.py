@@ -13,7 +13,7 @@ from ..errors import MethodError
 from ..model import TunedModel
 from ..prompts import PromptSettings, check_output_applies, require_family
 from ..prompts.vit import LOCATIONS, OUTPUTS
-from .base import Method, register
+from .base import Method, SharedPart, register
 from .bias import train_biases
 
 
@@ -74,6 +74,12 @@ class _Vpt(Method):
         options.num_prompts, options.prompt_dropout = built.num_prompts, built.dropout
         options.deep_blocks = built.deep_blocks
         model.output = options.output
+
+    def shared_part(self, model: TunedModel) -> SharedPart | None:
+        """Prompts the backbone's batched forward can take per sample (prepended ViT tokens) join it."""
+        if self.changes_backbone or model.output != "cls" or not model.prompt.shares_batch:
+            return None
+        return SharedPart(model.prompt, model.classify)
 
 
 @register

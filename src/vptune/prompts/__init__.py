@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import MethodError
 from .family import FAMILIES, BackboneFamily, BatchedForward, PromptSettings, backbone_family
-from . import vit, swin, conv  # noqa: F401,E402  (registration, in matching order)
+from . import vit_family, swin, conv  # noqa: F401  (registration)
 from .conv import BorderPrompt
 from .swin import SwinPrompt
 from .vit import VitPrompt, vit_block_maps

@@ -17,6 +17,8 @@ class BorderPrompt(nn.Module):
     backbone's mean and std, so they start as plausible pixels next to normalised images.
     """
 
+    shares_batch = False  # the border changes the image itself
+
     def __init__(self, backbone: nn.Module, *, width: int, image_size: tuple[int, int]) -> None:
         super().__init__()
         config = backbone.pretrained_cfg

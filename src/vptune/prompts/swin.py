@@ -29,6 +29,8 @@ class SwinPrompt(nn.Module):
     through the first stage. Init: uniform(-v, v), `v = sqrt(6 / (3 * patch_h * patch_w + dim_s))`.
     """
 
+    shares_batch = False  # Swin has no forward shared by several tasks' samples
+
     def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, dropout: float = 0.0) -> None:
         super().__init__()
         patch_size = backbone.patch_embed.patch_size

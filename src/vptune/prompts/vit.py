@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from typing import Protocol
@@ -13,7 +12,6 @@ import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import MethodError
-from .family import FAMILIES, BackboneFamily, PromptSettings
 from .vit_fast import block_forward_rows
 
 LOCATIONS = ("prepend", "add", "prepend-pixel", "concat-channel")
@@ -76,6 +74,16 @@ class VitPrompt(nn.Module):
         """Tokens the prompts add to the sequence (0 for `add` and `concat-channel`)."""
         return self.embeddings.shape[1] if self.location in ("prepend", "prepend-pixel") else 0
 
+    @property
+    def shares_batch(self) -> bool:
+        """Whether these prompts can enter a batch shared with other tasks' samples (`SharedPrompts`):
+        prompts prepended to the tokens can; the location ablations change every token or the image."""
+        return self.location == "prepend"
+
+    def tokens(self, count: int) -> torch.Tensor:
+        """Prompt tokens `(count, p, embed_dim)` of the first `count` prompted blocks (location `prepend`)."""
+        return self.dropout(self.proj(self.embeddings[:count]))
+
     def block_tokens(self, index: int, batch: int, backbone: nn.Module) -> torch.Tensor:
         """Prompt tokens `(batch, p, embed_dim)` for prompted block `index` (0 = first_block)."""
         if self.location == "prepend-pixel":
@@ -124,6 +132,28 @@ class VitPrompt(nn.Module):
         channel = self.embeddings.unsqueeze(0).expand(images.shape[0], -1, -1, -1)
         x = patch_embed.proj(images) + F.conv2d(channel, weight, stride=patch_embed.proj.stride)
         return patch_embed.norm(x.flatten(2).transpose(1, 2))
+
+
+class SharedPrompts(Protocol):
+    """What one task's prompts give a ViT forward shared with other tasks' samples (prompts/vit_samples.py).
+
+    Blocks `first_block..last_block` (0-based) take `num_prompts` tokens each, prepended after
+    the prefix tokens: `tokens(count)` are those of the first `count` prompted blocks, used as
+    keys and values where the next block replaces their outputs; `block_tokens` are the tokens
+    whose outputs travel on (shallow prompts, the end of a block range). `VitPrompt` is one;
+    a method that computes its tokens another way (e.g. from a transform of learned values)
+    implements the same members and is served mixed unchanged.
+    """
+
+    first_block: int
+    last_block: int
+
+    @property
+    def num_prompts(self) -> int: ...
+
+    def tokens(self, count: int) -> torch.Tensor: ...
+
+    def block_tokens(self, index: int, batch: int, backbone: nn.Module) -> torch.Tensor: ...
 
 
 class BlockPrompts(Protocol):
@@ -269,60 +299,3 @@ def pool_tokens(backbone: nn.Module, tokens: torch.Tensor, num_prompts: int, out
     else:
         pooled = tokens[:, prefix:].mean(dim=1)
     return backbone.fc_norm(pooled)
-
-
-@FAMILIES.register
-class VitFamily(BackboneFamily):
-    """timm VisionTransformers: prompt tokens enter the sequence (prompts/vit.py)."""
-
-    name = "vit"
-    label = "ViT"
-    default_prompts = 10
-    reads_tokens = True
-    reads_blocks = True
-
-    def matches(self, backbone: nn.Module) -> bool:
-        return is_vit(backbone)
-
-    def features(
-        self, backbone: nn.Module, images: torch.Tensor, prompt: nn.Module | None, output: str, *, checkpoint: bool
-    ) -> torch.Tensor:
-        return vit_features(backbone, images, prompt, output, checkpoint=checkpoint)
-
-    def blocks(self, backbone: nn.Module) -> list[nn.Module]:
-        return list(backbone.blocks)
-
-    def block_maps(
-        self, backbone: nn.Module, images: torch.Tensor, prompt: nn.Module | None, blocks: Sequence[int], *,
-        checkpoint: bool,
-    ) -> list[torch.Tensor]:
-        return vit_block_maps(backbone, images, prompt, blocks, checkpoint=checkpoint)
-
-    def vpt_prompt(self, backbone: nn.Module, settings: PromptSettings) -> tuple[VitPrompt, PromptSettings]:
-        first, last = _block_range(settings, len(backbone.blocks))
-        # Added prompts sit on every patch token, so there is one per patch.
-        num_prompts = backbone.patch_embed.num_patches if settings.location == "add" else settings.num_prompts
-        prompt = VitPrompt(
-            backbone,
-            num_prompts=num_prompts,
-            first_block=first - 1,
-            last_block=last - 1,
-            prompt_dim=settings.prompt_dim,
-            dropout=settings.dropout,
-            location=settings.location,
-        )
-        built = dataclasses.replace(settings, num_prompts=num_prompts, deep_blocks=(first, last) if settings.deep else None)
-        return prompt, built
-
-
-def _block_range(settings: PromptSettings, depth: int) -> tuple[int, int]:
-    if not settings.deep:
-        return 1, 1
-    if settings.deep_blocks is None:
-        return 1, depth
-    first, last = settings.deep_blocks
-    if not 1 <= first <= last <= depth:
-        raise MethodError(
-            f"deep_blocks {settings.deep_blocks} must satisfy 1 <= i <= j <= {depth} (blocks are 1-based)"
-        )
-    return first, last
