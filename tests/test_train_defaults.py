@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from vptune.engine import TrainConfig, train, trainer
-from vptune.engine.loaders import load_fraction
+from vptune.engine import TrainConfig, train
+from vptune.tasks.classification import Classification, load_fraction
 from vptune.errors import VptuneError
 from vptune.methods import METHODS, get_method
 
@@ -63,8 +63,8 @@ def test_fgvc_fraction_uses_the_shipped_subset_file(tmp_path):
 def test_run_without_lr_records_the_methods_default_and_trains_on_the_fraction(small_digits_root, tmp_path,
                                                                                monkeypatch):
     sizes = []
-    original = trainer.build_dataset
-    monkeypatch.setattr(trainer, "build_dataset", lambda *a, **k: sizes.append(len(ds := original(*a, **k))) or ds)
+    original = Classification.dataset
+    monkeypatch.setattr(Classification, "dataset", lambda *a, **k: sizes.append(len(ds := original(*a, **k))) or ds)
     config = TrainConfig(data=str(small_digits_root), task="digits", backbone="vit_tiny_patch16_224",
                          pretrained=False, img_size=32, method="linear", epochs=1, train_fraction=0.25,
                          out=str(tmp_path / "run"), quiet=True, cache_features=False)

@@ -10,7 +10,7 @@ from torch import nn
 from .backbones import BackboneRef, fingerprint
 from .data.transforms import InputSpec, input_spec
 from .errors import HeadError
-from .heads import get_head
+from .heads import SegmentationHead, get_head
 from .option_fields import options_dict
 from .prompts import BatchedForward, backbone_family, prompted_features
 
@@ -26,8 +26,8 @@ class TunedModel(nn.Module):
     `backbone` is the timm model (frozen, kept in eval mode unless the method trains it),
     `prompt` the method's prompt module (or None), `side` a module that blends the image into
     the features (or None) and `head` the head of kind `head_kind` (heads/): a classifier on
-    the pooled features, or for `task_type == "segmentation"` a decoder on the patch tokens of
-    chosen blocks. A method decides which tensors train; `tuned_state_dict()` is what a
+    the pooled features, or a decoder on the patch tokens of chosen blocks (`reads_blocks`).
+    `task_type` names the task type (tasks/) it was made for, by default its head's. A method decides which tensors train; `tuned_state_dict()` is what a
     per-task file stores. `backbone_fingerprint` may pass the backbone's known fingerprint
     (see backbones.fingerprint) to skip hashing its weights again.
     """
@@ -43,6 +43,7 @@ class TunedModel(nn.Module):
         class_names: list[str] | None = None,
         head: str = "linear",
         head_options: dict[str, Any] | None = None,
+        task_type: str | None = None,
         backbone_fingerprint: str | None = None,
     ) -> None:
         super().__init__()
@@ -64,6 +65,7 @@ class TunedModel(nn.Module):
             "class_names": class_names or [str(i) for i in range(num_classes)],
             # The protocol's preparation; training records its own run's (set_input_spec).
             "input": input_spec(backbone, "vtab").to_dict(),
+            "task_type": task_type or get_head(head).task_type,
         }
         self.set_head(head, head_options or {})
 
@@ -73,8 +75,13 @@ class TunedModel(nn.Module):
 
     @property
     def task_type(self) -> str:
-        """`classification` or `segmentation`, from the head kind."""
+        """The registered task type the model was made for (`classification`, `segmentation`, ...)."""
         return self.config["task_type"]
+
+    @property
+    def reads_blocks(self) -> bool:
+        """Whether the head reads the patch tokens of chosen blocks (segmentation heads), not pooled features."""
+        return isinstance(self.head, SegmentationHead)
 
     @property
     def head_kind(self) -> str:
@@ -86,20 +93,19 @@ class TunedModel(nn.Module):
         spec = get_head(kind)
         parsed = spec.parse_options(dict(options))
         self.head = spec.build(self.backbone, self.num_classes, parsed)
-        self.config["task_type"] = spec.task_type
         self.config["head"] = {"kind": kind, **options_dict(parsed)}
 
     def fit_head(self) -> None:
-        """Called once the method is attached: check that the head fits it, and for segmentation
-        freeze the backbone tensors the head never reads.
+        """Called once the method is attached: check that the head fits it, and for a head that reads
+        blocks freeze the backbone tensors it never reads.
 
-        Segmentation reads each block's patch tokens in one prompted forward: it needs a
-        backbone family that offers them (ViT), no side network, and the default `output`. It reads block outputs,
-        so the final norm, timm's pooling and blocks after the last one read stay frozen even
+        Such a head reads each block's patch tokens in one prompted forward: it needs a backbone
+        family that offers them (ViT), no side network, and the default `output`. It reads block
+        outputs, so the final norm, timm's pooling and blocks after the last one read stay frozen even
         where a method (bias, partial-k, full) would tune them; they would get no gradient.
         Raises HeadError.
         """
-        if self.task_type != "segmentation":
+        if not self.reads_blocks:
             return
         method = self.config["method"]
         family = backbone_family(self.backbone)
@@ -166,7 +172,7 @@ class TunedModel(nn.Module):
         With `aux` a segmentation model also returns its auxiliary decoders' logits, for the
         training loss: `(logits, [aux_logits, ...])`, from the same single forward.
         """
-        if self.task_type == "classification":
+        if not self.reads_blocks:
             return self.head(self.embed(images))
         blocks = self.head.blocks(aux)
         maps = backbone_family(self.backbone).block_maps(self.backbone, images, self.prompt, blocks,

@@ -21,7 +21,7 @@ def first_tuned_block(model: TunedModel) -> int | None:
     family = backbone_family(model.backbone)
     if family is None or family.name != "vit" or model.prompt is not None or model.side is not None:
         return None
-    if model.output != "cls" or model.backbone_trains or model.task_type != "classification":
+    if model.output != "cls" or model.backbone_trains or model.reads_blocks:
         return None
     backbone = model.backbone
     trains = [any(p.requires_grad for p in block.parameters()) for block in backbone.blocks]

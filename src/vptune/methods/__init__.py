@@ -4,4 +4,5 @@ from .base import METHODS, Method, SharedPart, available_methods, get_method, op
 from . import adapter, bias, full, linear, lora, mlp, partial, sidetune, ssf, vpt  # noqa: F401  (registration)
 from .vpt import parse_block_range
 
-__all__ = ["METHODS", "Method", "SharedPart", "available_methods", "get_method", "options_from_text", "parse_block_range"]
+__all__ = ["METHODS", "Method", "SharedPart", "available_methods", "get_method", "options_from_text",
+           "parse_block_range"]

@@ -13,7 +13,9 @@ from .base import PRETRAINED_LRS, Method, register
 class LoraOptions:
     rank: int = field(default=8, metadata={"help": "rank r of each low-rank update", "min": 1})
     alpha: float = field(default=8.0, metadata={"help": "scaling: updates are multiplied by alpha / rank"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA branch's input", "min": 0.0, "below": 1.0})
+    dropout: float = field(
+        default=0.0, metadata={"help": "dropout on the LoRA branch's input", "min": 0.0, "below": 1.0}
+    )
     target_modules: tuple[str, ...] = field(
         default=("qkv",), metadata={"help": "names of the linear layers to adapt, e.g. [qkv, proj]"}
     )

@@ -21,7 +21,7 @@ class Mlp(Method):
     summary = "a k-layer MLP head (k-1 hidden layers of the feature width, ReLU) on frozen features"
 
     def attach(self, model: TunedModel, options: MlpOptions) -> None:
-        if model.task_type != "classification":
+        if model.reads_blocks:
             raise MethodError(f"mlp-{options.k} is a classification head; head '{model.head_kind}' "
                               "segments, so use method linear to train that head alone")
         model.set_head("mlp", {"k": options.k})

@@ -34,12 +34,16 @@ class VptOptions:
         default=None, metadata={"help": "prompt tokens per block (ConvNets: border width in pixels); "
                                         "default 10 on a ViT or Swin, 5 on a ConvNet", "min": 0})
     prompt_dropout: float | None = field(
-        default=None, metadata={"help": "dropout on the prompts; default 0.1 deep, 0 shallow", "min": 0.0, "below": 1.0})
+        default=None,
+        metadata={"help": "dropout on the prompts; default 0.1 deep, 0 shallow", "min": 0.0, "below": 1.0},
+    )
     prompt_dim: int | None = field(
         default=None, metadata={"help": "learn prompts of this width, projected to the model's", "min": 1})
     deep_blocks: tuple[int, int] | None = field(
-        default=None, metadata={"help": "prompt only blocks I..J (1-based, inclusive), written I-J; default every block",
-                                "parse": parse_block_range})
+        default=None,
+        metadata={"help": "prompt only blocks I..J (1-based, inclusive), written I-J; default every block",
+                  "parse": parse_block_range},
+    )
     location: str = field(default="prepend", metadata={"help": "where prompts enter", "choices": LOCATIONS})
     output: str = field(default="cls", metadata={"help": "features the head reads", "choices": OUTPUTS})
 

@@ -62,8 +62,8 @@ class VitFamily(BackboneFamily):
             dropout=settings.dropout,
             location=settings.location,
         )
-        built = dataclasses.replace(settings, num_prompts=num_prompts, deep_blocks=(first, last) if settings.deep else None)
-        return prompt, built
+        deep_blocks = (first, last) if settings.deep else None
+        return prompt, dataclasses.replace(settings, num_prompts=num_prompts, deep_blocks=deep_blocks)
 
 
 def _block_range(settings: PromptSettings, depth: int) -> tuple[int, int]:

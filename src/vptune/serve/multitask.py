@@ -24,6 +24,7 @@ from ..errors import TaskFileError, VptuneError
 from ..methods import SharedPart, get_method
 from ..model import TunedModel, batched_forward
 from ..persistence import load, read_description
+from ..tasks import TaskType, get_task_type
 from .images import ImageInput, Prediction, best_classes, prepare_image
 
 # What a broken file or a mismatched description raises while it is read and rebuilt.
@@ -137,14 +138,16 @@ class MultiTask:
     def predict(
         self, images: Sequence[ImageInput], task_names: Sequence[str], top_k: int = 5
     ) -> list[list[Prediction]]:
-        """The `top_k` classes of each image for its task, best first, with softmax probabilities."""
+        """The `top_k` classes of each image for its task, best first, with its task type's scores
+        (softmax probabilities; sigmoid per class for multi-label tasks)."""
         if len(images) != len(task_names):
             raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
         if not images:
             return []
         batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
         logits = self.logits(batch, task_names)
-        return [best_classes(row, self._models[name].class_names, top_k) for row, name in zip(logits, task_names)]
+        return [best_classes(self._kind(name).scores(row), self._models[name].class_names, top_k)
+                for row, name in zip(logits, task_names)]
 
     def _shared_logits(self, batch: torch.Tensor, groups: dict[str, torch.Tensor], out: list) -> None:
         # The shared tasks' samples, in one batch; each group's rows are positions in it.
@@ -209,6 +212,9 @@ class MultiTask:
             return None
         return get_method(model.config["method"])[0].shared_part(model)
 
+    def _kind(self, name: str) -> TaskType:
+        return get_task_type(self._models[name].task_type)
+
     def _require(self, names: Sequence[str]) -> None:
         unknown = sorted(set(names) - set(self._tasks))
         if unknown:
@@ -242,5 +248,5 @@ def _tensor_bytes(model: TunedModel) -> int:
 
 
 def _require_classifier(what: str, task_type: str) -> None:
-    if task_type != "classification":
-        raise TaskFileError(f"{what} is a {task_type} task; MultiTask serves classification tasks only")
+    if not get_task_type(task_type).scores_classes:
+        raise TaskFileError(f"{what} is a {task_type} task; MultiTask serves tasks that score classes per image")
