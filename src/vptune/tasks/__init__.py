@@ -10,7 +10,7 @@ from typing import Any
 from ..data.formats import resolve_task_dir
 from ..errors import VptuneError
 from .base import TASK_TYPES, Meter, Scoring, TaskType
-from . import classification, segmentation  # noqa: F401  (registration)
+from . import classification, segmentation, multilabel  # noqa: F401  (registration)
 
 
 def get_task_type(name: str) -> TaskType:
