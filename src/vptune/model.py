@@ -27,9 +27,10 @@ class TunedModel(nn.Module):
     `prompt` the method's prompt module (or None), `side` a module that blends the image into
     the features (or None) and `head` the head of kind `head_kind` (heads/): a classifier on
     the pooled features, or a decoder on the patch tokens of chosen blocks (`reads_blocks`).
-    `task_type` names the task type (tasks/) it was made for, by default its head's. A method decides which tensors train; `tuned_state_dict()` is what a
-    per-task file stores. `backbone_fingerprint` may pass the backbone's known fingerprint
-    (see backbones.fingerprint) to skip hashing its weights again.
+    `task_type` names the task type (tasks/) it was made for, by default its head's. A method
+    decides which tensors train; `tuned_state_dict()` is what a per-task file stores.
+    `backbone_fingerprint` may pass the backbone's known fingerprint (see backbones.fingerprint)
+    to skip hashing its weights again.
     """
 
     def __init__(

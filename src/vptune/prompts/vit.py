@@ -142,7 +142,10 @@ class SharedPrompts(Protocol):
     keys and values where the next block replaces their outputs; `block_tokens` are the tokens
     whose outputs travel on (shallow prompts, the end of a block range). `VitPrompt` is one;
     a method that computes its tokens another way (e.g. from a transform of learned values)
-    implements the same members and is served mixed unchanged.
+    implements the same members and is served mixed unchanged. A contribution of another kind
+    (e.g. key/value vectors appended to each attention after its qkv projection) is a further
+    member mixed per sample here and in vit_samples.py / vit_fast.py; serving only hands each
+    task's `SharedPart.prompts` to the family's batched forward, so it does not change.
     """
 
     first_block: int
