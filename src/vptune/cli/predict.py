@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from ..data import input_spec, load_rgb
-from ..data.seg_palette import colour_mask, overlay
 from ..engine.evaluate import TASK_FILE, load_run_model, pick_device, run_config
-from ..engine.segmentation import predict_mask
 from ..errors import DataError, VptuneError
 from ..files import atomic_path, filled_folder, output_folder
 from ..persistence import load, read_description
+from ..segmentation.inference import predict_mask
+from ..segmentation.palette import colour_mask, overlay
 from ..serve import Predictor
 
 

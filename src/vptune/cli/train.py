@@ -13,7 +13,7 @@ from ..engine.distributed import is_main_process
 from ..engine.runfolder import CONFIG, check_out_folder, is_run_folder
 from ..engine.trainer import RUNTIME_KEYS
 from ..errors import VptuneError
-from .options import (METHOD_FLAGS, add_head_options, add_training_options, head_options, method_flags, method_options,
+from .flags import (METHOD_FLAGS, add_head_options, add_training_options, head_options, method_flags, method_options,
                       methods_help)
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import VptuneError
 from ..files import atomic_write
-from .checkpoint import CHECKPOINT
 from .config import TrainConfig, read_yaml
+from .train_state import CHECKPOINT
 
 LOCK = ".lock"
 MARKER = "vptune-run.json"
