@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import re
+import socket
 import shutil
 import struct
 import threading
@@ -29,6 +31,18 @@ def files(tmp_path_factory):
     return build_task_files(tmp_path_factory.mktemp("serve-files"))
 
 
+class Recorded(logging.Handler):
+    """The server's log records that carry a traceback or an error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.levelno >= logging.ERROR:
+            self.records.append(record)
+
+
 @pytest.fixture(scope="module")
 def served(files, tmp_path_factory):
     """One real server for the module: the three tasks, admin on, small limits, a fast folder watch."""
@@ -40,6 +54,18 @@ def served(files, tmp_path_factory):
     server = ServerThread(create_app(config)).start()
     yield server.url, folder
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def server_log(served):
+    """Tracebacks and errors the module's server logs (uvicorn's and the app's), recorded from now on."""
+    recorded = Recorded()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "vptune")]
+    for logger in loggers:
+        logger.addHandler(recorded)
+    yield recorded.records
+    for logger in loggers:
+        logger.removeHandler(recorded)
 
 
 @pytest.fixture(scope="module")
@@ -191,22 +217,73 @@ BAD_REQUESTS = {
     "put an empty file": (lambda c: admin(c, "PUT", "deep5", b""), 422, "UploadError"),
     "delete unknown task": (lambda c: admin(c, "DELETE", "deep9"), 404, "UnknownTaskError"),
     "delete without the token": (lambda c: admin(c, "DELETE", "deep5", token=None), 401, "UnauthorizedError"),
+    # query strings and bodies of the wrong shape
+    "misspelt query parameter": (lambda c: c.post("/v1/tasks/deep5/predict?topk=3", content=png(1)), 422,
+                                 "RequestValidationError"),
+    "predict with GET": (lambda c: c.get("/v1/tasks/deep5/predict"), 405, None),
+    "multipart with two images": (lambda c: c.post("/v1/tasks/deep5/predict", files=[
+        ("image", ("a.png", png(1), "image/png")), ("image", ("b.png", png(2), "image/png"))]), 400, None),
+    "multipart without a boundary": (lambda c: c.post("/v1/tasks/deep5/predict", content=png(1),
+                                                      headers={"content-type": "multipart/form-data"}), 400, None),
+    "image sent as JSON": (lambda c: c.post("/v1/tasks/deep5/predict", json={"image": ITEM["image"]}), 422,
+                           "ImageError"),
+    "batch JSON null": (lambda c: c.post("/v1/predict", content=b"null", headers={"content-type": "application/json"}),
+                        422, "RequestValidationError"),
+    "batch image as a data URL": (lambda c: c.post("/v1/predict", json={"items": [{**ITEM, "image": "data:image/png;"
+                                                                                    "base64," + ITEM["image"]}]}),
+                                  422, "ImageError"),
+    "batch nested a million deep": (lambda c: c.post("/v1/predict", content=b"[" * 10**6 + b"]" * 10**6,
+                                                     headers={"content-type": "application/json"}), (400, 413), None),
+    "task name of dots": (lambda c: c.get("/v1/tasks/.."), 404, None),
+    # admin routes
+    "put with the wrong scheme": (lambda c: c.put("/v1/tasks/new", content=b"x",
+                                                  headers={"authorization": f"Basic {TOKEN}"}), 401,
+                                  "UnauthorizedError"),
+    "put a hidden name": (lambda c: admin(c, "PUT", ".hidden", b"x"), 422, "UploadError"),
+    "put an image": (lambda c: admin(c, "PUT", "new", png(1)), 422, "UploadError"),
+    "put half a task file": (lambda c: admin(c, "PUT", "new", _safetensors()[:60]), 422, "UploadError"),
+    "delete the collection": (lambda c: c.delete("/v1/tasks", headers={"authorization": f"Bearer {TOKEN}"}), 405,
+                              None),
 }
+
+
+def _safetensors() -> bytes:
+    import torch
+    from safetensors.torch import save
+
+    return save({"head.weight": torch.zeros(3, 4)})
 
 
 def folder_state(folder) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+def test_the_table_of_bad_requests_has_ten_cases_or_more():
+    assert len(BAD_REQUESTS) >= 10
+
+
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_input_gets_a_4xx_and_the_service_goes_on(client, served, files, reference, case):
+def test_bad_input_gets_a_4xx_and_the_service_goes_on(client, served, files, reference, server_log, case):
     send, status, kind = BAD_REQUESTS[case]
     before = folder_state(served[1])
     assert_error(send(client), status, kind)
     assert folder_state(served[1]) == before  # nothing written or removed
+    assert not server_log, [record.getMessage() for record in server_log]  # no traceback in the server's log
     good = predict(client, "deep2", png(7))
     assert good.status_code == 200
     reference.check(files.folder / "deep2.safetensors", png(7), good.json())
+
+
+def test_a_client_that_leaves_mid_body_costs_no_traceback(client, served, server_log):
+    host, port = served[0].removeprefix("http://").split(":")
+    labels = dict(route="/v1/tasks/{task}/predict", method="POST", status="400")
+    before = metric(client, "vptune_http_requests_total", **labels)
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(b"POST /v1/tasks/deep5/predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n"
+                    b"content-length: 5000\r\n\r\n" + png(1)[:100])
+    wait_for(lambda: metric(client, "vptune_http_requests_total", **labels) > before, message="the request to end")
+    assert not server_log, [record.getMessage() for record in server_log]
+    assert predict(client, "deep5", png(1)).status_code == 200
 
 
 def test_metrics_count_requests_by_task_and_status(client):

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,8 +39,8 @@ from .metrics import UNKNOWN_TASK, Metrics
 from .page import PAGE
 from .registry import MultiTaskFactory, TaskRegistry, default_multitask
 from .schemas import (
-    BatchRequest, BatchResponse, ErrorBody, FailedFile, Prediction, PredictResponse, Status, TaskDetail, TaskList,
-    TaskSummary,
+    BatchRequest, BatchResponse, ErrorBody, FailedFile, Prediction, PredictQuery, PredictResponse, Status, TaskDetail,
+    TaskList, TaskSummary,
 )
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,8 @@ def create_app(
         "/v1/tasks/{task}/predict", response_model=PredictResponse, responses=errors(400, 404, 413, 422, 429, 503),
         openapi_extra=IMAGE_BODY, summary="Top-k classes of one image for one task",
     )
-    async def predict(
-        task: str, request: Request, top_k: int = Query(5, ge=1, le=1000, description="classes to return")
-    ) -> PredictResponse:
+    async def predict(task: str, request: Request, query: Annotated[PredictQuery, Query()]) -> PredictResponse:
+        top_k = query.top_k
         count_tasks(request, [task])
         require_ready()
         registry.get(task)
@@ -305,6 +305,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()))
         return _error(422, f"{where}: {first.get('msg')}" if where else str(first.get("msg")), "RequestValidationError")
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left before its body arrived: nobody reads an answer, and nothing went wrong here.
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

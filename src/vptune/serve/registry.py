@@ -237,7 +237,9 @@ class TaskRegistry:
                 try:
                     self._swap(name, part, fallback=final if on_disk else None, from_folder=False)
                 except Exception as err:  # whatever a foreign or broken file raises, the answer is a refusal
-                    reason = " ".join(str(err).split()) or type(err).__name__
+                    # The client knows its file as "the upload", not by the temporary name it had here.
+                    reason = " ".join(str(err).split()).replace(f"cannot add task '{name}' from '{part}': ", "")
+                    reason = reason.replace(f"'{part}'", "the upload") or type(err).__name__
                     raise UploadError(f"uploaded file for task '{name}' refused: {reason}") from err
                 os.replace(part, final)
                 stat = final.stat()

@@ -44,6 +44,14 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction] = Field(description="best first")
 
 
+class PredictQuery(BaseModel):
+    """Query parameters of the one-image route; a misspelt one (`topk`) is a 422, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(5, ge=1, le=1000, description="classes to return")
+
+
 class BatchItem(BaseModel):
     model_config = STRICT
 
