@@ -10,9 +10,11 @@ import socket
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 
 import vptune
+import vptune.serve.app
 from vptune.cli.main import main
 from vptune.engine import TrainConfig
 from vptune.engine.config import write_yaml
@@ -45,7 +47,7 @@ CASES = {
         (["report", "{tmp}/sweep", "--out", "{tmp}/file/report.md"], "folder '{tmp}/file' is a file"),
         (["report", "{tmp}/sweep", "--out", "{tmp}/missing/report.md"], "folder '{tmp}/missing' does not exist"),
         (["report", "{tmp}/sweep", "--out", "/dev/full"], "is not a regular file"),
-        (["report", "{tmp}/sweep", "--out", ""], "--out is empty"),
+        (["report", "{tmp}/sweep", "--out", ""], "argument --out: empty value"),
         (["report", "{tmp}/tables/nan.jsonl"], "nan.jsonl line 4: top1 must be a finite number >= 0, got nan"),
         (["report", "{tmp}/tables/word.jsonl"], "word.jsonl line 4: top1 must be a finite number >= 0, got 'high'"),
         (["report", "{tmp}/tables/bool.jsonl"], "bool.jsonl line 4: top1 must be a finite number >= 0, got True"),
@@ -56,6 +58,7 @@ CASES = {
         (["report", "{tmp}/tables/task.jsonl"], "task.jsonl line 4: task must be text, got 7"),
         (["report", "{tmp}/tables/twice.jsonl"], "holds two rows of trial"),
         (["report", "{tmp}/tables/empty.jsonl"], "empty.jsonl holds no rows"),
+        (["report", "{tmp}/tables/failed-tune-only.jsonl"], "holds no final-stage rows"),
         (["report", "{tmp}/tables/array.jsonl"], "array.jsonl line 1: expected a JSON object, got list"),
         (["report", "{tmp}/tables/binary.jsonl"], "binary.jsonl is not UTF-8 text"),
         (["report", "{tmp}/tables/nan.csv"], "nan.csv line 5: top1 must be a finite number >= 0, got 'nan'"),
@@ -73,7 +76,7 @@ CASES = {
         (["plot", "{tmp}/ablation", "--out", "{tmp}/ablation/results.jsonl"], "is a file, not a folder"),
         (["plot", "{tmp}/ablation", "--out", "{tmp}/file"], "--out '{tmp}/file' is a file, not a folder"),
         (["plot", "{tmp}/ablation", "--out", "{tmp}/file/figures"], "lies under '{tmp}/file', which is a file"),
-        (["plot", "{tmp}/ablation", "--out", ""], "--out is empty"),
+        (["plot", "{tmp}/ablation", "--out", ""], "argument --out: empty value"),
         (["plot", "{tmp}/ablation", "{tmp}/ablation/results.jsonl", "--out", "{tmp}/figures"], "is given twice"),
         (["plot", "{tmp}/sweep", "--out", "{tmp}/figures"], "no ablation setting"),
         (["plot", "{tmp}/tables/nan.jsonl", "--out", "{tmp}/figures"], "top1 must be a finite number"),
@@ -81,6 +84,7 @@ CASES = {
         (["plot", "{tmp}/tables/stage.jsonl", "--out", "{tmp}/figures"], "stage 'finale' is neither tune nor final"),
         (["plot", "{tmp}/tables/no-top1.csv", "--out", "{tmp}/figures"], "has no column top1"),
         (["plot", "{tmp}/tables/empty.jsonl", "--out", "{tmp}/figures"], "holds no rows"),
+        (["plot", "{tmp}/sweep", "{tmp}/sweep-copy/results.csv", "--out", "{tmp}/figures"], "no ablation setting"),
         (["plot", "{tmp}/ablation", "--groups", "{tmp}/file", "--out", "{tmp}/figures"],
          "must map each group to a list of task names"),
     ],
@@ -128,7 +132,7 @@ CASES = {
         (sweep_with(out="{tmp}/file"), "--out '{tmp}/file' is a file, not a folder"),
         (sweep_with(out="{tmp}/run"), "--out '{tmp}/run' holds files but no vptune sweep"),
         (sweep_with(out="{data}"), "is one of this command's inputs"),
-        (sweep_with("--grid", "lr=0.5", out="{tmp}/finished"), "holds a sweep with other settings"),
+        (sweep_with("--grid", "lr=0.5", out="{tmp}/finished"), "holds a sweep with other settings (methods[0].grid.lr "),
         (sweep_with("--grid", "lr=0.01,,0.5", out="{tmp}/finished"), "has an empty value between commas"),
         (sweep_with("--task", "nope"), "nope"),
         (sweep_with("--grid", "lr=0.01", "--grid", "lr=0.1"), "--grid lr=0.1: lr is given twice"),
@@ -142,7 +146,7 @@ CASES = {
         (["predict", "{tmp}/seg.safetensors", "{tmp}/images/a.png", "--out-dir", "{tmp}/file"], "is a file, not a folder"),
         (["predict", "{tmp}/seg.safetensors", "{tmp}/images/a.png", "--out-dir", "{tmp}/file/masks"],
          "which is a file"),
-        (["predict", "{tmp}/seg.safetensors", "{tmp}/images/a.png", "--out-dir", ""], "--out-dir is empty"),
+        (["predict", "{tmp}/seg.safetensors", "{tmp}/images/a.png", "--out-dir", ""], "argument --out-dir: empty value"),
         (["predict", "{tmp}/seg.safetensors", "{tmp}/images"], "image '{tmp}/images' is a folder"),
         (["predict", "{tmp}/seg.safetensors", "{tmp}/images/none.png"], "image '{tmp}/images/none.png' does not exist"),
         (["predict", "{tmp}/run", "{tmp}/images/a.png", "--out-dir", "{tmp}/masks"], "apply to segmentation models"),
@@ -150,7 +154,7 @@ CASES = {
         (["predict", "{tmp}/user-config", "{tmp}/images/a.png"], "is not a vptune run folder"),
     ],
     "data": [
-        (["data", "prepare", "digits", "--out", ""], "the data root is empty"),
+        (["data", "prepare", "digits", "--out", ""], "argument --out: empty value"),
         (["data", "prepare", "digits", "--out", "{tmp}/file/data"], "lies under '{tmp}/file', which is a file"),
         (["data", "prepare", "digits", "--out", "{tmp}/prepared"], "already exists and is not empty"),
         (["data", "prepare", "digits", "--out", "{tmp}/task-file"], "digits is a file"),
@@ -177,11 +181,15 @@ CASES = {
         (serve_with("--backbone", "{tmp}/missing.pth"), "is not a timm model, an existing checkpoint file"),
         (serve_with("--device", "tpu"), "--device 'tpu' is not a device"),
         (serve_with("--device", "cuda:7"), "--device 'cuda:7'"),
-        (serve_with("--admin-token", ""), "--admin-token is empty"),
+        (serve_with("--admin-token", " "), "argument --admin-token: empty value"),
         (["serve", "--tasks", "{tmp}/file"], "--tasks '{tmp}/file' is a file"),
         (["serve", "--tasks", "{tmp}/missing"], "--tasks '{tmp}/missing' does not exist"),
         (["serve", "--tasks", "{tmp}/broken-tasks"], "no file of --tasks '{tmp}/broken-tasks' can be served"),
         (["serve", "--tasks", "{tmp}/seg-tasks"], "a segmentation task; the service serves classification"),
+        (["serve", "--tasks", ""], "argument --tasks: empty value"),
+        (serve_with("--backbone", "{tmp}/images/a.pth"), "cannot read checkpoint '{tmp}/images/a.pth': it is not a "
+                                                          "file torch.save wrote"),
+        (serve_with("--backbone", "{tmp}/notes.safetensors"), "it is not a safetensors file"),
     ],
 }
 ALL = [(command, argv, fragment) for command, cases in CASES.items() for argv, fragment in cases]
@@ -214,6 +222,10 @@ def _edited_tables(folder: Path, sweep: Path) -> None:
     }
     for name, edit in edits.items():
         _jsonl(folder / f"{name}.jsonl", _rows_with(edit))
+    failed_final = {**next(row for row in _rows_with(lambda row, rows: None) if row["stage"] == "final"),
+                    "top1": None, "error": "TrainingError: loss is nan"}
+    _jsonl(folder / "failed-tune-only.jsonl", [*(row for row in _rows_with(lambda row, rows: None)
+                                                 if row["stage"] == "tune"), failed_final])
     (folder / "empty.jsonl").write_text("")
     (folder / "array.jsonl").write_text("[1, 2]\n")
     (folder / "binary.jsonl").write_bytes(b"\xff\xfe\x00garbage")
@@ -262,6 +274,7 @@ def workspace(tmp_path_factory, small_digits_root):
     (tmp / "user-config" / "config.yaml").write_text("lr: 0.1\nepochs: 3\n")
     sweep = write_results(paper_rows(), tmp / "sweep")
     write_results(ablation_rows("num_prompts", [1, 10]), tmp / "ablation")
+    write_results(paper_rows(), tmp / "sweep-copy")
     (tmp / "groups.yaml").write_text("natural: [cifar100, dtd]\n")
     (tmp / "groups-twice.yaml").write_text("a: [dtd]\nb: [dtd]\n")
     _edited_tables(tmp / "tables", sweep)
@@ -288,6 +301,8 @@ def workspace(tmp_path_factory, small_digits_root):
     (tmp / "images" / "mine.png").write_bytes((tmp / "images" / "a.png").read_bytes())
     (tmp / "images" / "mine_mask.png").write_text("the user's own notes\n")
     (tmp / "images" / "a_mask.png").write_bytes((tmp / "images" / "a.png").read_bytes())
+    (tmp / "images" / "a.pth").write_bytes((tmp / "images" / "a.png").read_bytes())  # an image named as weights
+    (tmp / "notes.safetensors").write_text("my notes\n")
     (tmp / "prepared" / "digits").mkdir(parents=True)
     (tmp / "prepared" / "digits" / "train800.txt").write_text("mine\n")
     (tmp / "task-file").mkdir()
@@ -313,10 +328,24 @@ def test_at_least_ten_cases_per_command(count):
     assert cases >= (6 if command == "data" else 10)
 
 
+class Loading(Exception):
+    """Raised where `vptune serve` would begin to load models: its misuse must be refused before."""
+
+
+def forbid_loading(monkeypatch) -> None:
+    def loading(*args, **kwargs):
+        raise Loading("vptune serve began to load before refusing its settings")
+
+    monkeypatch.setattr(vptune.serve.app, "create_app", loading)
+    monkeypatch.setattr(timm, "create_model", loading)
+
+
 @pytest.mark.parametrize("command, argv, fragment", ALL,
                          ids=[f"{c}:{' '.join(a[1:])[:60]}" for c, a, _ in ALL])
-def test_misuse_is_one_line_and_writes_nothing(workspace, capsys, command, argv, fragment):
+def test_misuse_is_one_line_and_writes_nothing(workspace, capsys, monkeypatch, command, argv, fragment):
     tmp, data, port = workspace
+    if command == "serve":
+        forbid_loading(monkeypatch)
     before, data_before = snapshot(tmp), sorted(data.glob("*/*"))
     try:
         code = main([fill(arg, tmp, data, port) for arg in argv])

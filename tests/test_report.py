@@ -111,7 +111,18 @@ def test_rows_of_failed_trials_are_left_out(tmp_path):
     failed = row("dtd", "vpt-deep", 5, None, error="TrainingError: loss is nan")
     folder = write_results(paper_rows() + [failed], tmp_path / "sweep")
     for table in ("results.jsonl", "results.csv"):
-        assert len(load_results([folder / table])) == len(paper_rows())
+        notes = []
+        assert load_results([folder / table], notes) == paper_rows()
+        assert notes == ["left out 1 row of failed trials (their error column is set)"]
+
+
+def test_report_says_what_it_left_out_once_after_the_report(tmp_path, capsys):
+    failed = row("dtd", "vpt-deep", 5, None, error="TrainingError: loss is nan")
+    folder = write_results(paper_rows() + [failed], tmp_path / "sweep")
+    assert main(["report", str(folder), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["scores"]["vpt-deep"]["dtd"]["n"] == 3  # the failed seed is not counted
+    assert captured.err == "vptune: left out 1 row of failed trials (their error column is set)\n"
 
 
 def test_group_comes_from_user_yaml_then_row_field_then_the_paper(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -17,11 +19,31 @@ _ENCODER_PREFIX = "base_encoder."
 _NESTED_KEYS = ("state_dict", "model", "module", "teacher")
 
 
+def check_checkpoint_file(path: Path) -> None:
+    """Raise BackboneError unless `path` is in a format vptune reads, judged from its first bytes
+    (nothing is loaded): a safetensors file, a NumPy .npz archive, or a `torch.save` file (a zip
+    archive, or the pickle of torch releases before 1.6)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise BackboneError(f"cannot read checkpoint '{path}': {exc.strerror or exc}") from exc
+    if path.suffix == ".safetensors":
+        # The first 8 bytes give the JSON header's length, which must fit in the file.
+        header = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < header <= path.stat().st_size - 8:
+            raise BackboneError(f"cannot read checkpoint '{path}': it is not a safetensors file")
+    elif not (zipfile.is_zipfile(path) or (path.suffix != ".npz" and head[:1] == pickle.PROTO)):
+        kind = "a NumPy .npz archive" if path.suffix == ".npz" else "a file torch.save wrote"
+        raise BackboneError(f"cannot read checkpoint '{path}': it is not {kind}")
+
+
 def load_checkpoint_into(model: nn.Module, path: Path, *, allow_keys: tuple[str, ...] = ()) -> None:
     """Load `path` into `model`; refuse missing or unexpected keys unless listed in `allow_keys`.
 
     `allow_keys` entries match a key exactly or as a prefix (e.g. `head.` or `fc_norm.`).
     """
+    check_checkpoint_file(path)
     if path.suffix == ".npz":
         _load_npz(model, path)
         return
@@ -58,8 +80,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's weights-only unpickler met something other than tensors
+        raise BackboneError(f"checkpoint '{path}' holds objects other than tensors, which vptune does not unpickle; "
+                            "save its state dict instead (torch.save(model.state_dict(), path))") from exc
     except Exception as exc:  # a corrupt or foreign file: say which, never a traceback
-        raise BackboneError(f"cannot read checkpoint '{path}': {exc}") from exc
+        raise BackboneError(f"cannot read checkpoint '{path}': {' '.join(str(exc).split())}") from exc
     while isinstance(obj, dict):
         nested = next((k for k in _NESTED_KEYS if k in obj and isinstance(obj[k], dict)), None)
         if nested is None:

@@ -11,7 +11,7 @@ import timm
 import torch
 from torch import nn
 
-from .backbone_checkpoints import load_checkpoint_into
+from .backbone_checkpoints import check_checkpoint_file, load_checkpoint_into
 from .errors import BackboneError
 
 OFFLINE_DEFAULT = "dinov2-s14-imgfocus"
@@ -93,12 +93,15 @@ def fingerprint(model: nn.Module) -> str:
 
 def check_backbone_id(backbone: str) -> None:
     """Raise BackboneError unless `backbone` names one `build_backbone` can build, without building it:
-    the offline default (its package installed), an existing checkpoint file, or a timm model name."""
+    the offline default (its package installed), a checkpoint file in a format vptune reads, or a
+    timm model name."""
     if backbone == OFFLINE_DEFAULT:
         from .offline.imgfocus import onnx_path
 
         onnx_path()
-    elif not (Path(backbone).suffix and Path(backbone).is_file()):
+    elif Path(backbone).suffix and Path(backbone).is_file():
+        check_checkpoint_file(Path(backbone))
+    else:
         _require_timm_name(backbone)
 
 

@@ -18,10 +18,22 @@ SUBCOMMANDS = (train, sweep, evaluate, predict, info, params, data, demo, report
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one `vptune: error:` line, like every other error."""
+    """An argument parser whose usage errors are one `vptune: error:` line, like every other error,
+    and that refuses empty values: an empty path would silently mean the current folder."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"vptune: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if isinstance(action, argparse._SubParsersAction) or action.dest == argparse.SUPPRESS:
+                continue  # a subcommand's parser checks its own arguments
+            if any(isinstance(item, str) and not item.strip() for item in (value if isinstance(value, list) else [value])):
+                name = "/".join(action.option_strings) or action.metavar or action.dest
+                self.error(f"argument {name}: empty value; give one, or leave the argument out")
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VptuneError as exc:
         if args.debug:
             raise
-        print(f"vptune: error: {exc}", file=sys.stderr)
+        # One line, also when a message quotes a multi-line error of another library.
+        print(f"vptune: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except (MemoryError, RuntimeError) as exc:
         if args.debug or not _out_of_memory(exc):

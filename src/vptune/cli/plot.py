@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..experiments.figures import ABLATIONS, plot_ablations
 from ..experiments.results_table import load_results, table_files
@@ -27,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = [path for results in args.results for path in table_files(results)]
     out = output_folder(args.out, "--out", [*inputs, *([args.groups] if args.groups else [])])
     groups = read_groups(args.groups) if args.groups else None
-    for path in plot_ablations(load_results(args.results), out, groups):
+    notes: list[str] = []  # said once the figures are written, so that a refusal stays one line
+    for path in plot_ablations(load_results(args.results, notes), out, groups):
         print(f"wrote {path}")
+    for note in notes:
+        print(f"vptune: {note}", file=sys.stderr)
     return 0

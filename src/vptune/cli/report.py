@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..experiments.report import FORMATS, build_report
 from ..experiments.results_table import load_results, table_files
@@ -25,10 +26,13 @@ def run(args: argparse.Namespace) -> int:
     inputs = [*table_files(args.results), *([args.groups] if args.groups else [])]
     out = output_file(args.out, "--out", inputs) if args.out is not None else None
     groups = read_groups(args.groups) if args.groups else None
-    text = FORMATS[args.format](build_report(load_results([args.results]), groups))
+    notes: list[str] = []  # said once the report is made, so that a refusal stays one line
+    text = FORMATS[args.format](build_report(load_results([args.results], notes), groups))
     if out is None:
         print(text, end="")
-        return 0
-    atomic_write(out, text)
-    print(f"wrote {args.out}")
+    else:
+        atomic_write(out, text)
+        print(f"wrote {args.out}")
+    for note in notes:
+        print(f"vptune: {note}", file=sys.stderr)
     return 0

@@ -244,13 +244,14 @@ def _csv_rows(file: Path, text: str) -> list[ResultRow]:
     return rows
 
 
-def load_results(paths: list[str | Path]) -> list[ResultRow]:
+def load_results(paths: list[str | Path], notes: list[str] | None = None) -> list[ResultRow]:
     """The rows of finished trials in one or more sweep tables (folders, results.jsonl or results.csv).
 
     Rows of failed trials (a non-empty `error`) are left out, and a trial that two tables
-    hold (the same settings in two sweeps) is counted once; each is said in one log line.
-    Raises ResultsError for a missing or malformed table, a table given twice, or a table
-    that holds one trial twice.
+    hold (the same settings in two sweeps) is counted once; each is said in one line, appended
+    to `notes` when given (for a caller that says them only once its work succeeded), else
+    logged. Raises ResultsError for a missing or malformed table, a table given twice, or a
+    table that holds one trial twice.
     """
     files = [results_file(path) for path in paths]
     seen_files: dict[Path, Path] = {}
@@ -273,11 +274,16 @@ def load_results(paths: list[str | Path]) -> list[ResultRow]:
                 continue
             claimed[key] = file
             rows.append(row)
+    said = []
     if failed:
-        logger.info("left out %d row%s of failed trials (their error column is set)", failed, "s" * (failed > 1))
+        said.append(f"left out {failed} row{'s' * (failed > 1)} of failed trials (their error column is set)")
     if shared:
-        logger.info("counted %d row%s once that another table holds too (the same trials)", shared,
-                    "s" * (shared > 1))
+        said.append(f"counted {shared} row{'s' * (shared > 1)} once that another table holds too (the same trials)")
+    for note in said:
+        if notes is None:
+            logger.info(note)
+        else:
+            notes.append(note)
     if not rows:
         raise ResultsError(f"{', '.join(map(str, files))} hold{'s' * (len(files) == 1)} no rows of finished trials")
     return rows

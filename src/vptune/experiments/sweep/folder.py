@@ -24,6 +24,7 @@ from .trials import RESULT
 SWEEP_FILE = "sweep.yaml"
 # Where and how trials run; they do not change any result, so a rerun may change them.
 LAUNCH_KEYS = ("launcher", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial")
+MAX_SHOWN = 5  # differences named in the refusal
 
 
 def check_sweep_folder(spec: SweepSpec) -> None:
@@ -41,7 +42,8 @@ def check_sweep_folder(spec: SweepSpec) -> None:
                           "pick another folder") from exc
     changed = _differences(_comparable(recorded), _comparable(_as_recorded(spec)))
     if changed and _finished_any(out):
-        raise VptuneError(f"--out '{spec.out}' holds a sweep with other settings ({'; '.join(changed)}); rerun it "
+        shown = "; ".join(changed[:MAX_SHOWN]) + (f"; {len(changed) - MAX_SHOWN} more" if len(changed) > MAX_SHOWN else "")
+        raise VptuneError(f"--out '{spec.out}' holds a sweep with other settings ({shown}); rerun it "
                           f"with the settings of its {SWEEP_FILE} to finish it, or pick another --out")
 
 
@@ -64,18 +66,17 @@ def _comparable(values: Any) -> dict[str, Any]:
     return kept
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    changed = []
-    for key in dict.fromkeys([*old, *new]):
-        before, after = old.get(key), new.get(key)
-        if before == after:
-            continue
-        if isinstance(before, dict) and isinstance(after, dict):
-            changed += [f"{key}.{k} {_short(before.get(k))} -> {_short(after.get(k))}"
-                        for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
-        else:
-            changed.append(f"{key} {_short(before)} -> {_short(after)}")
-    return changed
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Each setting that differs, by its path in the recorded settings (`methods[0].grid.lr`)."""
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in dict.fromkeys([*old, *new])
+                for change in _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [change for index, (before, after) in enumerate(zip(old, new))
+                for change in _differences(before, after, f"{path}[{index}]")]
+    return [f"{path} {_short(old)} -> {_short(new)}"]
 
 
 def _short(value: Any, limit: int = 60) -> str:
