@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import timm
 import torch
 
 import vptune
+import vptune.files
 import vptune.serve.app
 from vptune.cli.main import main
 from vptune.engine import TrainConfig
@@ -56,6 +58,7 @@ CASES = {
         (["report", "{tmp}/tables/stage.jsonl"], "stage.jsonl line 4: stage 'finale' is neither tune nor final"),
         (["report", "{tmp}/tables/seed.jsonl"], "seed.jsonl line 4: seed must be a whole number >= 0, got 1.5"),
         (["report", "{tmp}/tables/task.jsonl"], "task.jsonl line 4: task must be text, got 7"),
+        (["report", "{tmp}/tables/no-images.jsonl"], "no-images.jsonl line 4: n is 0, so top1 0.6 scores no image"),
         (["report", "{tmp}/tables/twice.jsonl"], "holds two rows of trial"),
         (["report", "{tmp}/tables/empty.jsonl"], "empty.jsonl holds no rows"),
         (["report", "{tmp}/tables/failed-tune-only.jsonl"], "holds no final-stage rows"),
@@ -218,6 +221,7 @@ def _edited_tables(folder: Path, sweep: Path) -> None:
         "stage": lambda row, rows: row.update(stage="finale"),
         "seed": lambda row, rows: row.update(seed=1.5),
         "task": lambda row, rows: row.update(task=7),
+        "no-images": lambda row, rows: row.update(n=0),
         "twice": lambda row, rows: rows.append(dict(row)),
     }
     for name, edit in edits.items():
@@ -254,7 +258,7 @@ def _fake_run(folder: Path, data: Path, head: str = "linear") -> None:
     folder.mkdir()
     mark_run_folder(folder)
     config = TrainConfig(data=str(data), task="digits", backbone="vit_tiny_patch16_224", pretrained=False,
-                         img_size=32, method="linear", head=head, epochs=1)
+                         img_size=32, method="linear", head=head, epochs=1, protocol="vtab")
     write_yaml(config.to_dict(), folder / "config.yaml")
     torch.manual_seed(config.seed)  # the backbone is rebuilt from the run's seed
     backbone, _ = vptune.backbones.build_backbone("vit_tiny_patch16_224", pretrained=False, img_size=32)
@@ -356,3 +360,34 @@ def test_misuse_is_one_line_and_writes_nothing(workspace, capsys, monkeypatch, c
     assert captured.out == ""
     assert snapshot(tmp) == before  # nothing written, nothing overwritten, no half-made folder
     assert sorted(data.glob("*/*")) == data_before
+
+
+# Each command's output on a disk that fills up while the file is written: the file it would
+# have replaced keeps its content and no temporary file is left.
+DISK_FULL = {
+    "report": (["report", "{tmp}/sweep", "--out", "{tmp}/kept/report.md"], "report.md"),
+    "plot": (["plot", "{tmp}/ablation", "--out", "{tmp}/kept"], "ablation-num_prompts.png"),
+    "tsne": (["tsne", "{tmp}/run", "--out", "{tmp}/kept/tsne.png", "--max-images", "8", "--quiet"], "tsne.png"),
+    "predict": (["predict", "{tmp}/seg-run", "{tmp}/images/a.png", "--out-dir", "{tmp}/kept", "--overwrite"],
+                "a_mask.png"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(DISK_FULL))
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(workspace, capsys, monkeypatch, command):
+    tmp, data, port = workspace
+    argv, name = DISK_FULL[command]
+    kept = tmp / "kept"
+    kept.mkdir(exist_ok=True)
+    (kept / name).write_text("the previous file\n")
+    before = snapshot(tmp)
+
+    def disk_full(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vptune.files.os, "replace", disk_full)
+    code = main([fill(arg, tmp, data, port) for arg in argv])
+    captured = capsys.readouterr()
+    assert_one_line_error(code, captured.err, f"cannot write '{kept / name}': No space left on device")
+    assert snapshot(tmp) == before
+    shutil.rmtree(kept)

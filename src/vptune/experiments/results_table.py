@@ -102,6 +102,8 @@ class ResultRow:
             missing.append("top1")
         if missing:
             raise ResultsError(f"{where}: no value for {', '.join(missing)}; is this a `vptune sweep` table?")
+        if typed["n"] == 0 and typed["top1"] is not None:
+            raise ResultsError(f"{where}: n is 0, so top1 {typed['top1']} scores no image; n counts the images scored")
         if typed["stage"] not in STAGES:
             raise ResultsError(f"{where}: stage '{typed['stage']}' is neither tune nor final")
         for name in ("task", "method"):
