@@ -27,8 +27,8 @@ from vptune.experiments.sweep.folder import record_sweep
 from conftest import TINY_CLI, assert_one_line_error, tiny_vit
 from results_rows import ablation_rows, paper_rows, write_results
 
-SWEEP = ["sweep", "--data", "{data}", "--task", "digits", "--method", "linear", *TINY_CLI, "--epochs", "1",
-         "--seeds", "1", "--quiet"]
+SWEEP_SETTINGS = ["--data", "{data}", "--task", "digits", *TINY_CLI, "--epochs", "1", "--seeds", "1", "--quiet"]
+SWEEP = ["sweep", "--method", "linear", *SWEEP_SETTINGS]
 
 
 def sweep_with(*flags: str, out: str = "{tmp}/new-sweep") -> list[str]:
@@ -139,6 +139,13 @@ CASES = {
         (sweep_with("--grid", "lr=0.01,,0.5", out="{tmp}/finished"), "has an empty value between commas"),
         (sweep_with("--task", "nope"), "nope"),
         (sweep_with("--grid", "lr=0.01", "--grid", "lr=0.1"), "--grid lr=0.1: lr is given twice"),
+        ([*SWEEP, "--config", "{tmp}/sweep-configs/out-list.yaml"], "out must be a string, got ['a']"),
+        (sweep_with("--config", "{tmp}/sweep-configs/workers-half.yaml"), "workers must be a whole number, got 1.5"),
+        (sweep_with("--config", "{tmp}/sweep-configs/grid-int-key.yaml"), "grid has key 5; keys are setting names"),
+        (sweep_with("--config", "{tmp}/sweep-configs/options-int.yaml"),
+         "method_options in settings must be a mapping of option: value, got 5"),
+        (["sweep", *SWEEP_SETTINGS, "--config", "{tmp}/sweep-configs/method-int-key.yaml", "--out", "{tmp}/new-sweep"],
+         "method 'linear' has key 3"),
     ],
     "predict": [
         (["predict", "{tmp}/seg.safetensors", "{tmp}/images/mine.png"], "mine_mask.png' exists; pass --overwrite"),
@@ -168,9 +175,10 @@ CASES = {
         (serve_with("--max-wait-ms", "inf"), "--max-wait-ms must be a finite number in [0, 10000], got inf"),
         (serve_with("--max-wait-ms", "nan"), "--max-wait-ms must be a finite number in [0, 10000], got nan"),
         (serve_with("--max-wait-ms", "1e12"), "--max-wait-ms must be a finite number in [0, 10000]"),
-        (serve_with("--max-body-mb", "0"), "--max-body-mb must be a finite number in (0, 1024], got 0.0"),
-        (serve_with("--max-body-mb", "inf"), "--max-body-mb must be a finite number in (0, 1024]"),
-        (serve_with("--max-upload-mb", "nan"), "--max-upload-mb must be a finite number in (0, 16384]"),
+        (serve_with("--max-body-mb", "0"), "--max-body-mb must be a finite number in [0.001, 1024], got 0.0"),
+        (serve_with("--max-body-mb", "1e-300"), "--max-body-mb must be a finite number in [0.001, 1024], got 1e-300"),
+        (serve_with("--max-body-mb", "inf"), "--max-body-mb must be a finite number in [0.001, 1024]"),
+        (serve_with("--max-upload-mb", "nan"), "--max-upload-mb must be a finite number in [0.001, 16384]"),
         (serve_with("--watch-seconds", "0"), "--watch-seconds must be a finite number in [0.1, 86400], got 0.0"),
         (serve_with("--watch-seconds", "inf"), "--watch-seconds must be a finite number in [0.1, 86400]"),
         (serve_with("--max-pixels", "0"), "--max-pixels must be a whole number in [1, 1e+09], got 0"),
@@ -280,6 +288,10 @@ def workspace(tmp_path_factory, small_digits_root):
     write_results(ablation_rows("num_prompts", [1, 10]), tmp / "ablation")
     write_results(paper_rows(), tmp / "sweep-copy")
     (tmp / "groups.yaml").write_text("natural: [cifar100, dtd]\n")
+    (tmp / "sweep-configs").mkdir()
+    for name, text in {"out-list": "out: [a]\n", "workers-half": "workers: 1.5\n", "grid-int-key": "grid: {5: [1]}\n",
+                       "options-int": "method_options: 5\n", "method-int-key": "methods: {linear: {3: 1}}\n"}.items():
+        (tmp / "sweep-configs" / f"{name}.yaml").write_text(text)
     (tmp / "groups-twice.yaml").write_text("a: [dtd]\nb: [dtd]\n")
     _edited_tables(tmp / "tables", sweep)
     _fake_run(tmp / "run", small_digits_root)

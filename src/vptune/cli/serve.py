@@ -36,9 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--watch-seconds", type=float, default=2.0,
                         help="how often the tasks folder is polled, in [0.1, 86400] (2)")
     parser.add_argument("--max-body-mb", type=float, default=20.0,
-                        help="largest prediction request body, in (0, 1024] (20)")
+                        help="largest prediction request body, in [0.001, 1024] (20)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0,
-                        help="largest uploaded task file, in (0, 16384] (200)")
+                        help="largest uploaded task file, in [0.001, 16384] (200)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
                         help="most pixels decoded for one request, all its images together, checked from the "
                              "headers before decoding, in [1, 1000000000] (40000000)")

@@ -20,9 +20,9 @@ from ..errors import VptuneError
 ADMIN_TOKEN_ENV = "VPTUNE_ADMIN_TOKEN"
 
 
-def limit(default: float, low: float, high: float, *, above: bool = False) -> Any:
-    """A numeric setting's default and its range [low, high] (`above`: low itself excluded)."""
-    return field(default=default, metadata={"range": (low, high, above)})
+def limit(default: float, low: float, high: float) -> Any:
+    """A numeric setting's default and its range [low, high]."""
+    return field(default=default, metadata={"range": (low, high)})
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class ServeConfig:
     max_wait_ms: float = limit(5.0, 0, 10_000)
     max_queue: int = limit(256, 1, 1_000_000)
     watch_seconds: float = limit(2.0, 0.1, 86_400)
-    max_body_mb: float = limit(20.0, 0, 1024, above=True)
-    max_upload_mb: float = limit(200.0, 0, 16_384, above=True)
+    # At least a KiB: a limit that rounds to a few bytes would refuse every request.
+    max_body_mb: float = limit(20.0, 0.001, 1024)
+    max_upload_mb: float = limit(200.0, 0.001, 16_384)
     max_pixels: int = limit(40_000_000, 1, 1_000_000_000)
     admin_token: str | None = None
 
@@ -71,13 +72,13 @@ class ServeConfig:
         return int(self.max_upload_mb * 2**20)
 
 
-def check_number(name: str, value: Any, kind: type, low: float, high: float, above: bool = False) -> None:
-    """VptuneError naming the flag unless `value` is a finite `kind` in its range."""
+def check_number(name: str, value: Any, kind: type, low: float, high: float) -> None:
+    """VptuneError naming the flag unless `value` is a finite `kind` in [low, high]."""
     flag = f"--{name.replace('_', '-')}"
-    interval = f"{'(' if above else '['}{low:g}, {high:g}]"
+    interval = f"[{low:g}, {high:g}]"
     word = "a whole number" if kind is int else "a finite number"
     wrong_type = isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float))
-    if wrong_type or not math.isfinite(value) or value < low or value > high or (above and value == low):
+    if wrong_type or not math.isfinite(value) or value < low or value > high:
         raise VptuneError(f"{flag} must be {word} in {interval}, got {value!r}")
 
 

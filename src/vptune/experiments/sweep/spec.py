@@ -27,6 +27,7 @@ from typing import Any
 
 from ...engine import TrainConfig
 from ...errors import VptuneError
+from ...values import coerce_fields
 from ...methods import get_method, parse_block_range
 from .grid import check_axis, named_grid
 
@@ -38,8 +39,9 @@ TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 # Set by the sweep for each trial; a grid or setting cannot hold them.
 CONTROLLED = frozenset({"data", "task", "method", "out", "train_split", "eval_split", "quiet"})
 # Keys of the sweep mapping itself; every other key is a setting shared by all trials.
-SWEEP_KEYS = frozenset({"data", "out", "tasks", "methods", "grid_name", "grid", "vary", "seeds", "select",
-                        "launcher", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial"})
+SCALAR_KEYS = ("data", "out", "seeds", "select", "launcher", "workers", "ray_address", "cpus_per_trial",
+               "gpus_per_trial")
+SWEEP_KEYS = frozenset({*SCALAR_KEYS, "tasks", "methods", "grid_name", "grid", "vary"})
 
 
 @dataclass
@@ -82,6 +84,8 @@ def build_spec(values: dict[str, Any]) -> SweepSpec:
     Raises VptuneError naming the bad key or value.
     """
     values = {key.replace("-", "_"): value for key, value in values.items()}
+    given = {key: values[key] for key in SCALAR_KEYS if values.get(key) is not None}
+    values.update(coerce_fields(SweepSpec, given, text=True))  # as YAML holds them: `seeds: "3"` is 3, `out: [a]` refused
     for key in ("data", "tasks", "methods"):
         if not values.get(key):
             raise VptuneError(f"a sweep needs {key} (flags --data, --task, --method or keys in --config)")
@@ -150,6 +154,12 @@ def _whole(name: str, value: Any, low: int, high: int) -> None:
 
 
 def _settings(values: dict[str, Any], where: str) -> dict[str, Any]:
+    named = next((key for key in values if not isinstance(key, str)), None)
+    if named is not None:
+        raise VptuneError(f"{where} has key {named!r}; keys are setting names, e.g. lr")
+    if not isinstance(values.get("method_options", {}), dict):
+        raise VptuneError(f"method_options in {where} must be a mapping of option: value, got "
+                          f"{values['method_options']!r}")
     bad = sorted(set(values) & CONTROLLED)
     if bad:
         raise VptuneError(f"{', '.join(bad)} in {where} is set by the sweep for each trial; remove it")
@@ -184,6 +194,8 @@ def _task(value: Any) -> TaskSpec:
 
 def _methods(value: Any) -> dict[str, dict[str, Any] | None]:
     if isinstance(value, dict):
+        if not all(isinstance(name, str) for name in value):
+            raise VptuneError(f"methods must be named by text, got {list(value)!r}")
         return value
     names = _as_list(value, "methods")
     if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
@@ -197,7 +209,7 @@ def _method(name: str, own: dict[str, Any], common: dict, grid_name: str, grid: 
     if not isinstance(own, dict):
         raise VptuneError(f"method '{name}' maps to its settings (e.g. {{num_prompts: 50}}), got {own!r}")
     get_method(name)  # MethodError with a suggestion for an unknown name
-    own = {key.replace("-", "_"): value for key, value in own.items()}
+    own = {key.replace("-", "_") if isinstance(key, str) else key: value for key, value in own.items()}
     grid_settings, named = named_grid(grid_name, name)
     settings = _settings({k: v for k, v in own.items() if k not in ("grid", "vary")}, f"method '{name}'")
     fixed_anywhere = set(common) | set(settings)
