@@ -85,6 +85,8 @@ CASES = [
     (train_with("--config", "{tmp}/int-key.yaml"), "has key 1; keys are option names"),
     (train_with("--config", "{tmp}/binary.yaml"), "is not valid YAML"),
     (train_with("--config", "{tmp}/options-int.yaml"), "method_options in '{tmp}/options-int.yaml' must be a mapping"),
+    (train_with("--config", "{tmp}/head-options-int.yaml"), "head_options in '{tmp}/head-options-int.yaml' must be a "
+                                                            "mapping of option: value, got 5"),
     (train_with("--config", "{tmp}/unknown.yaml"), "unknown config key(s) epoch;"),
     # eval, predict, info on damaged inputs
     (["eval", "{tmp}/file"], "'{tmp}/file' is not a vptune run folder"),
@@ -139,7 +141,8 @@ def misuse_dir(tmp_path_factory) -> Path:
                tmp / "run" / "config.yaml")
     yaml_files = {
         "batch-ten": "batch_size: ten\n", "allow-str": "allow_keys: abc\n", "bool-str": "scale_lr: 'no'\n",
-        "list": "- a\n", "int-key": "1: 2\n", "options-int": "method_options: 3\n", "unknown": "epoch: 3\n",
+        "list": "- a\n", "int-key": "1: 2\n", "options-int": "method_options: 3\n",
+        "head-options-int": "head_options: 5\n", "unknown": "epoch: 3\n",
     }
     for name, text in yaml_files.items():
         (tmp / f"{name}.yaml").write_text(text)

@@ -67,12 +67,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     # Method options may sit at the top level of the YAML file, like their flags.
     yaml_flags = method_flags(values)
     values = {key: value for key, value in values.items() if key not in METHOD_FLAGS}
-    yaml_options = values.get("method_options") or {}
-    if not isinstance(yaml_options, dict):
-        raise VptuneError(f"method_options in '{args.config}' must be a mapping of option: value, got {yaml_options!r}")
+    for key in ("method_options", "head_options"):
+        if not isinstance(values.get(key) or {}, dict):
+            raise VptuneError(f"{key} in '{args.config}' must be a mapping of option: value, got {values[key]!r}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
-    options = {**base.get("method_options", {}), **yaml_options, **yaml_flags, **method_options(args)}
+    options = {**base.get("method_options", {}), **(values.get("method_options") or {}), **yaml_flags,
+               **method_options(args)}
     heads = {**base.get("head_options", {}), **(values.get("head_options") or {}), **head_options(args)}
     merged = {**base, **values, **given, "method_options": options, "head_options": heads}
     if isinstance(merged.get("eval_split"), str) and merged["eval_split"].lower() == "none":
