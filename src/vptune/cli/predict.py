@@ -19,7 +19,8 @@ from ..serve import Predictor
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="classify or segment images with a run folder or per-task file")
-    parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder or a per-task .safetensors file")
+    parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder, a per-task .safetensors file, or one "
+                        "on the Hugging Face Hub: hf://OWNER/NAME[@REVISION][/FILE.safetensors]")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify or segment")
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (5)")
     parser.add_argument("--out-dir", help="segmentation: folder for <image>_mask.png and <image>_overlay.png "
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         # The run's own protocol, also for files written before they recorded it.
         model.set_input_spec(input_spec(model.backbone, config.protocol))
     else:
-        model = load(source)  # the file records its own input pipeline
+        model = load(args.model)  # the file records its own input pipeline; hf:// names are downloaded
     paths = [Path(p) for p in args.images]
     missing = next((p for p in paths if not p.is_file()), None)
     if missing:
