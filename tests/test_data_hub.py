@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,19 +15,11 @@ import pytest
 
 from benchmark_archives import (fgvc_image_files, fgvc_json_files, fgvc_splits, noah_vtab_files, png, write_tar,
                                 write_zip)
+from cli_batch import run_batch
 from hub_server import LocalHub
 
-TESTS = Path(__file__).parent
 MiB = 1 << 20
 CUT = 10 * MiB + MiB // 2  # past huggingface_hub's first 10 MiB chunk, so the retry asks for a range
-
-
-def run_batch(calls: list[list[str]], env: dict[str, str]) -> list[dict]:
-    """Run `vptune` commands in one fresh process (tests/cli_batch.py); their exit codes and outputs."""
-    done = subprocess.run([sys.executable, str(TESTS / "cli_batch.py")], input=json.dumps(calls), capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +61,7 @@ def session(tmp_path_factory) -> SimpleNamespace:
             "cub": [*download, "fgvc", "--task", "cub", "--out", out / "i"],
         }
         env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp / "hf-home"), "HF_TOKEN": "hf_local_test"}
-        results = run_batch([[str(a) for a in call] for call in calls.values()], env)
+        results = run_batch(list(calls.values()), env)
     return SimpleNamespace(hub=hub, out=out, cache=tmp / "hf-home" / "hub", **dict(zip(calls, results)))
 
 
