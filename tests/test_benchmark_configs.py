@@ -49,7 +49,8 @@ def test_import_then_the_vtab1k_sweep_at_a_tiny_size(tmp_path, capsys):
     (final,) = [r for r in rows if r["stage"] == "final"]
     assert (tune["split"], tune["n"], final["split"], final["n"]) == ("val200", 200, "test", 711)
     config = final["config"]
-    assert (config["optimizer"], config["momentum"], config["scale_lr"], config["protocol"]) == ("sgd", 0.9, True, "vtab")
+    settings = (config["optimizer"], config["momentum"], config["scale_lr"], config["protocol"])
+    assert settings == ("sgd", 0.9, True, "vtab")  # from the config's paper grid
     assert config["train_split"] == "train800val200" and config["lr"] == 0.05
 
 

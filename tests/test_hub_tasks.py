@@ -1,9 +1,9 @@
-"""`vptune push` and `hf://` task files against a Hub stand-in on 127.0.0.1: what comes back predicts as the local file."""
+"""`vptune push` and `hf://` task files against a Hub stand-in on 127.0.0.1: what comes back predicts as the
+local file does."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -94,7 +94,8 @@ def test_files_from_the_hub_predict_as_the_local_file(session):
     assert session.hub_repo["out"] == session.local["out"]  # the repository's only task file
     assert session.hub_file["out"] == session.local["out"]
     assert session.run_hub["out"] == session.run_local["out"] and session.run_local["code"] == 0
-    assert json.loads(session.info["out"])["backbone_fingerprint"] == read_description(session.task)["backbone_fingerprint"]
+    fingerprint = read_description(session.task)["backbone_fingerprint"]
+    assert json.loads(session.info["out"])["backbone_fingerprint"] == fingerprint
 
 
 def test_a_run_folder_pushes_its_metrics(session):

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     download.add_argument("--revision", help="branch, tag or commit of that dataset (default: main)")
     download.add_argument("--cache-dir", help="Hugging Face cache folder (default: HF_HUB_CACHE, "
                                               "~/.cache/huggingface/hub)")
-    download.add_argument("--overwrite", action="store_true", help="replace task folders already in DIR (default: refuse)")
+    download.add_argument("--overwrite", action="store_true",
+                          help="replace task folders already in DIR (default: refuse)")
     download.set_defaults(func=run_download)
 
     imported = actions.add_parser(
@@ -49,7 +50,8 @@ def register(subparsers) -> None:
     imported.add_argument("--benchmark", choices=BENCHMARKS, help="vtab-1k or fgvc (default: read from the sources)")
     imported.add_argument("--task", dest="tasks", action="append", metavar="NAME",
                           help="task to install (repeatable or comma-separated; default: every task found)")
-    imported.add_argument("--overwrite", action="store_true", help="replace task folders already in DIR (default: refuse)")
+    imported.add_argument("--overwrite", action="store_true",
+                          help="replace task folders already in DIR (default: refuse)")
     imported.set_defaults(func=run_import)
 
     listing = actions.add_parser("list", help="list the VTAB-1k and FGVC tasks and the offline tasks")

@@ -70,7 +70,8 @@ class Source:
         except (KeyError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
             raise DataError(f"{self.path} is damaged or incomplete ({exc}); download it again") from exc
         except OSError as exc:
-            raise DataError(f"cannot copy from {self.path}: {exc.strerror or exc} ({exc.filename or 'archive'})") from exc
+            where = exc.filename or "archive"
+            raise DataError(f"cannot copy from {self.path}: {exc.strerror or exc} ({where})") from exc
 
     def _list(self) -> list[str]:
         try:

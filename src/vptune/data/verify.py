@@ -35,14 +35,14 @@ def task_problems(task_dir: str | Path, task: BenchmarkTask, *, show: bool | Non
     problems: list[str] = []
     labels: set[int] = set()
     images: set[Path] = set()
-    for split, expected in task.split_sizes.items():
+    for (split, expected), file in zip(task.split_sizes.items(), task.split_files):
         try:
             samples = load_split(task_dir.parent, task_dir.name, split).samples
         except DataError as exc:
             problems.append(str(exc))
             continue
         if len(samples) != expected:
-            problems.append(f"{split}{Path(task.split_files[0]).suffix} lists {len(samples)} images, expected {expected}")
+            problems.append(f"{file} lists {len(samples)} images, expected {expected}")
         labels.update(label for _, label in samples)
         images.update(path for path, _ in samples)
     outside = sorted(label for label in labels if not 0 <= label < task.num_classes)

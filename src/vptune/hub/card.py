@@ -51,8 +51,8 @@ def model_card(description: dict[str, Any], uri: str, run: RunRecord | None = No
     title = (run.config.get("task") if run else None) or Path(uri).stem
     sections = [
         f"# {title}: {description['method']} on {description['backbone']}",
-        f"A per-task file of [vptune](https://pypi.org/project/vptune/): the tensors `{description['method']}` tunes on "
-        "a frozen backbone, with the description vptune needs to rebuild the model. The backbone is not in this "
+        "A per-task file of [vptune](https://pypi.org/project/vptune/): the tensors "
+        f"`{description['method']}` tunes on a frozen backbone, with the description vptune needs to rebuild the model. The backbone is not in this "
         "repository; vptune builds it from the id below and refuses the file on any other weights.",
         _model_table(description),
         _input_section(description.get("input")),
