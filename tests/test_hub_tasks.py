@@ -133,3 +133,20 @@ def test_card_without_a_run_or_a_recorded_pipeline():
     card = model_card(description, "hf://o/n", RunRecord())
     assert "## Results" not in card and "prepares images as the VTAB protocol does" in card
     assert "random-init weights" in card and "classes | 2: x, y |" in card
+
+
+def test_hub_errors_become_one_line_vptune_errors():
+    import httpx2
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from vptune.hub.client import hub_errors
+
+    with pytest.raises(VptuneError, match=r"cannot reach the Hub at .* for model o/n \(refused\)"):
+        with hub_errors("o/n", "model", None):
+            raise httpx2.ConnectError("refused")
+    with pytest.raises(VptuneError, match="'f.safetensors' of dataset o/n@v1 is not in the cache yet"):
+        with hub_errors("o/n", "dataset", "v1", "f.safetensors"):
+            raise LocalEntryNotFoundError("offline")
+    with pytest.raises(KeyError):  # anything else is a bug, not a Hub answer
+        with hub_errors("o/n", "model", None):
+            raise KeyError("x")

@@ -78,8 +78,14 @@ def hub_errors(repo_id: str, repo_type: str, revision: str | None, filename: str
         hint = "; log in (hf auth login or HF_TOKEN) with a token that may do this" if status in (401, 403) else ""
         raise VptuneError(f"the Hub answered {status} for {where}{hint}: {_first_line(exc)}") from None
     except (OSError, ValueError) as exc:
-        # Network failures below the HTTP layer, a full disk, a bad repo id.
+        # A full disk, a bad repo id.
         raise VptuneError(f"{where}: {_first_line(exc)}") from None
+    except Exception as exc:
+        # huggingface_hub lets its HTTP client's connection errors through (httpx, or httpx2 in 2.x).
+        if type(exc).__module__.split(".")[0] not in ("httpx", "httpx2"):
+            raise
+        raise VptuneError(f"cannot reach the Hub at {hub.constants.ENDPOINT} for {where} ({_first_line(exc)}); "
+                          "check the network or HF_ENDPOINT") from None
 
 
 def _first_line(exc: BaseException) -> str:
