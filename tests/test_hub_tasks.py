@@ -13,7 +13,7 @@ from PIL import Image
 from vptune.cli.main import main
 from vptune.errors import VptuneError
 from vptune.hub.card import VPT_BIBTEX, RunRecord, model_card
-from vptune.hub.tasks import HubTask, parse_hub_uri
+from vptune.hub.tasks import hub_uri, parse_hub_uri
 from vptune.persistence import read_description
 
 from cli_batch import run_batch
@@ -45,7 +45,7 @@ def session(tmp_path_factory, small_digits_root) -> SimpleNamespace:
             "push_file": ["push", task, "me/digits"],
             "local": [*predict, task, *images],
             "hub_repo": [*predict, "hf://me/digits", *images],
-            "hub_file": [*predict, "hf://me/digits/task.safetensors", *images],
+            "hub_file": [*predict, "hf://models/me/digits/task.safetensors", *images],  # as push prints it
             "info": ["info", "hf://me/digits", "--json"],
             "push_run": ["push", run_dir, "me/run", "--path-in-repo", "digits-linear.safetensors"],
             "run_local": [*predict, run_dir / "task.safetensors", *images],
@@ -77,16 +77,16 @@ def _files(session: SimpleNamespace, repo: str, commit: int = -1) -> dict[str, b
 
 def test_push_uploads_the_file_and_a_card(session):
     assert session.push_file["code"] == 0, session.push_file
-    assert session.push_file["out"].splitlines()[1] == "hf://me/digits/task.safetensors"
+    assert session.push_file["out"].splitlines()[1] == "hf://models/me/digits/task.safetensors"
     files = _files(session, "me/digits", commit=0)
     assert files["task.safetensors"] == session.task.read_bytes()
     card = files["README.md"].decode()
     description = read_description(session.task)
     for fact in ("library_name: vptune", "vpt-deep", description["backbone_fingerprint"], "protocol `vtab`",
-                 "std [0.5, 0.5, 0.5]", VPT_BIBTEX, 'vptune.load("hf://me/digits/task.safetensors")'):
+                 "std [0.5, 0.5, 0.5]", VPT_BIBTEX, 'vptune.load("hf://models/me/digits/task.safetensors")'):
         assert fact in card
     # A second file pushed to the repository brings its own card.
-    assert "hf://me/digits/copy.safetensors" in _files(session, "me/digits")["README.md"].decode()
+    assert "hf://models/me/digits/copy.safetensors" in _files(session, "me/digits")["README.md"].decode()
 
 
 def test_files_from_the_hub_predict_as_the_local_file(session):
@@ -111,20 +111,24 @@ def test_the_fingerprint_check_holds_for_hub_files(session):
 
 
 def test_bad_hub_names_are_one_line(session):
-    _one_error_line(session.ambiguous, "model me/digits holds 2 task files; name one: hf://me/digits/copy.safetensors")
+    _one_error_line(session.ambiguous, "model me/digits holds 2 task files; name one: "
+                                        "hf://models/me/digits/copy.safetensors")
     _one_error_line(session.no_repo, "model me/nothing does not exist or needs a login")
     _one_error_line(session.no_file, "model me/digits has no file 'other.safetensors'")
-    _one_error_line(session.bad_name, "'hf://digits' is not a Hub task")
+    _one_error_line(session.bad_name, "Invalid HF URI 'hf://digits'", "write hf://OWNER/NAME")
     _one_error_line(session.not_task, "is not a safetensors file")
     assert ("model", "me/notes") not in session.hub.repos
 
 
-def test_hub_names_parse():
-    assert parse_hub_uri("hf://a/b") == HubTask("a/b")
-    assert parse_hub_uri("hf://a/b@v1/x/t.safetensors") == HubTask("a/b", "v1", "x/t.safetensors")
-    assert HubTask("a/b", "v1", "t.safetensors").uri() == "hf://a/b@v1/t.safetensors"
-    with pytest.raises(VptuneError, match="not a Hub task"):
+def test_hub_names_follow_huggingface_hubs_grammar():
+    parsed = parse_hub_uri("hf://a/b@refs/pr/3/x/t.safetensors")
+    assert (parsed.id, parsed.revision, parsed.path_in_repo) == ("a/b", "refs/pr/3", "x/t.safetensors")
+    assert hub_uri("a/b", "v1", "t.safetensors") == "hf://models/a/b@v1/t.safetensors"
+    assert parse_hub_uri(hub_uri("a/b")).id == "a/b"
+    with pytest.raises(VptuneError, match="Repository id must be 'namespace/name'"):
         parse_hub_uri("hf://only-name")
+    with pytest.raises(VptuneError, match="names a dataset; per-task files live in model repositories"):
+        parse_hub_uri("hf://datasets/a/b/t.safetensors")
 
 
 def test_card_without_a_run_or_a_recorded_pipeline():

@@ -10,7 +10,7 @@ from ..errors import VptuneError
 from ..persistence import read_description
 from .card import RunRecord, model_card, read_run
 from .client import huggingface_hub, hub_errors
-from .tasks import TASK_SUFFIX, HubTask
+from .tasks import TASK_SUFFIX, hub_uri
 
 CARD = "README.md"
 
@@ -49,7 +49,7 @@ def push(
     if not path_in_repo.endswith(TASK_SUFFIX):
         raise VptuneError(f"--path-in-repo '{path_in_repo}' must end in {TASK_SUFFIX}, so that loaders find it")
     description = read_description(source)  # refuses anything but a vptune per-task file
-    uri = HubTask(repo_id, revision, path_in_repo).uri()
+    uri = hub_uri(repo_id, revision, path_in_repo)
     hub = huggingface_hub()
     card = model_card(description, uri, run).encode()
     operations = [hub.CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=str(source)),
