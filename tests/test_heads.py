@@ -13,6 +13,7 @@ from vptune.errors import HeadError, MethodError
 from vptune.heads import available_heads, get_head
 from vptune.methods import available_methods
 from vptune.persistence import read_description
+from vptune.tasks import TASK_TYPES
 from vptune.prompts import vit_block_maps
 from vptune.prompts.vit import VitPrompt
 
@@ -42,7 +43,7 @@ def reference_maps(backbone, images, prompt, blocks):
 def test_every_head_is_registered_with_a_task_type():
     assert {"linear", "mlp", "setr-pup", "setr-naive"} <= set(available_heads())
     for name in available_heads():
-        assert get_head(name).task_type in ("classification", "segmentation")
+        assert get_head(name).task_type in {kind.heads for kind in TASK_TYPES}
 
 
 def test_unknown_head_suggests_a_name():

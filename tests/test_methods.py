@@ -261,3 +261,19 @@ def test_every_method_trains_one_step_on_the_paper_backbones(arch):
         assert_only_intended_move(
             model, intended_names(model, method, arch), images, steps=1, momentum=0.9, weight_decay=1e-4
         )
+
+
+@pytest.mark.parametrize("family,method", CASES)
+def test_a_method_declares_whether_it_changes_the_backbone(family, method):
+    model, _ = build(family, method)
+    in_backbone = any(name.startswith("backbone.") for name in model.tuned_state_dict())
+    assert vptune.methods.get_method(method)[0].changes_backbone == in_backbone
+
+
+@pytest.mark.parametrize("builder,family", [("vit", "vit"), ("swin", "swin"), ("resnet", "conv")])
+def test_each_backbone_is_claimed_by_one_registered_family(builder, family):
+    from vptune.prompts import FAMILIES, backbone_family
+
+    backbone = BUILDERS[builder][0]()
+    assert backbone_family(backbone).name == family
+    assert [f.name for f in FAMILIES if f.matches(backbone)] == [family]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, top_k_accuracy_score
 
-from vptune.engine.metrics import classification_metrics
+from vptune.tasks.classification import classification_metrics
 
 
 def test_top1_and_top5_match_scikit_learn_with_tied_scores():

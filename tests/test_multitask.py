@@ -11,6 +11,9 @@ import vptune
 from vptune.backbones import fingerprint
 from vptune.data import input_spec
 from vptune.errors import TaskFileError, VptuneError
+from vptune.methods import METHODS, Method, SharedPart
+from vptune.option_fields import NoOptions
+from vptune.prompts import VitPrompt
 
 from conftest import VARIANTS, tiny_vit
 
@@ -288,3 +291,50 @@ def test_masked_key_tokens_are_as_if_absent(whole):
         second = block_forward_rows(block, x[1:], slice(None), kv[1:, :1], 1)
     torch.testing.assert_close(torch.cat([masked[:1, :2], masked[:1, 4:]], 1), first, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(masked[1:], second, atol=1e-5, rtol=1e-5)
+
+
+class _FourierPrompt(VitPrompt):
+    """Prompt tokens computed from learned values (the real part of their 2-D FFT), as VFPT computes them."""
+
+    def tokens(self, count: int) -> torch.Tensor:
+        return self.dropout(torch.fft.fft2(self.embeddings[:count]).real)
+
+    def block_tokens(self, index: int, batch: int, backbone: torch.nn.Module) -> torch.Tensor:
+        return self.tokens(index + 1)[index].unsqueeze(0).expand(batch, -1, -1)
+
+
+class _FourierVpt(Method):
+    """A prompt method this test registers: its own prompt module, no change to serve/ or prompts/."""
+
+    name = "fourier-vpt-test"
+    Options = NoOptions
+
+    def attach(self, model, options) -> None:
+        backbone = model.backbone
+        model.prompt = _FourierPrompt(backbone, num_prompts=3, first_block=1, last_block=len(backbone.blocks) - 1)
+
+    def shared_part(self, model):
+        return SharedPart(model.prompt, model.classify)
+
+
+def test_a_new_prompt_method_is_served_mixed_through_its_declared_part(monkeypatch):
+    monkeypatch.setitem(METHODS._items, _FourierVpt.name, _FourierVpt())
+    backbone = tiny_vit()
+    serving = vptune.MultiTask(backbone)
+    models = {}
+    for seed, (name, method, options) in enumerate([("fourier", _FourierVpt.name, {}),
+                                                     ("deep", "vpt-deep", {"num_prompts": 2}),
+                                                     ("linear", "linear", {})]):
+        model = vptune.create(backbone, method, 3, **options).eval()
+        with torch.no_grad():
+            for p in model.trainable_parameters().values():
+                p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
+        models[name] = model
+        assert serving.add(name, model).shared
+    names = ["fourier", "deep", "linear", "fourier", "deep"]
+    images = torch.randn(len(names), 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    logits = serving.logits(images, names)
+    for i, name in enumerate(names):
+        with torch.no_grad():
+            expected = models[name](images[i:i + 1])[0]
+        torch.testing.assert_close(logits[i], expected, atol=1e-5, rtol=1e-5)

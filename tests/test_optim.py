@@ -10,6 +10,8 @@ import torch
 import vptune
 from vptune.engine import optim, trainer
 from vptune.engine.config import TrainConfig
+from vptune.engine.resolve import with_task_defaults
+from vptune.tasks import get_task_type
 from vptune.methods import available_methods
 
 from conftest import tiny_vit, tiny_train_config
@@ -30,9 +32,7 @@ def test_warm_up_climbs_linearly_from_base_over_warmup_then_cosine_falls_to_zero
 
 def classification(**values) -> TrainConfig:
     """A config with the classification recipe in the fields `values` leave unset, as a run fills them."""
-    config = TrainConfig(**values)
-    config.fill_recipe(segmentation=False)
-    return config
+    return with_task_defaults(TrainConfig(**values), get_task_type("classification"), "vtab")
 
 
 def test_scale_lr_multiplies_by_batch_over_256():

@@ -17,10 +17,11 @@ import vptune
 from vptune.cli.main import main
 from vptune.data import input_spec
 from vptune.engine.distributed import Dist
-from vptune.engine.evaluate import load_run_model, predict_logits, run_config
+from vptune.engine.evaluate import load_run_model, run_config
 from vptune.engine.loaders import build_dataset, build_loader
 from vptune.errors import DataError, VptuneError
 from vptune.persistence import read_description
+from vptune.tasks import Scoring, get_task_type
 
 from conftest import DIGIT_NAMES, tiny_vit
 
@@ -58,13 +59,15 @@ def fgvc_run(small_digits_root, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _eval_logits(data: Path, run_dir: Path) -> tuple[list[Path], torch.Tensor]:
-    """The test images and the logits evaluation computes for them, through eval's own loader."""
+    """The test images and the logits evaluation computes for them, through eval's own loader and prediction."""
     config = run_config(run_dir)
     model = load_run_model(run_dir, config)
     spec = input_spec(model.backbone, config.protocol)
     dataset = build_dataset(str(data), config.task, "test", spec, train=False, seed=config.seed, skip_bad_images=False)
     loader = build_loader(dataset, 5, Dist(), shuffle=False, seed=config.seed, epoch=0, num_workers=0)
-    logits, _ = predict_logits(model, loader, torch.device("cpu"), Dist(), precision="fp32", show=False, desc="")
+    kind, scoring = get_task_type(model.task_type), Scoring(torch.device("cpu"), spec.img_size)
+    with torch.no_grad():
+        logits = torch.cat([kind.predict(model.eval(), model, images, labels, scoring) for images, labels in loader])
     return [path for path, _ in dataset.samples], logits
 
 

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vptune.data import SegDataset, SegTransform, load_seg_split, prepare_task, seg_collate
-from vptune.data import seg_tasks
-from vptune.data.seg_formats import load_pair
-from vptune.data.seg_tasks import Layer, compose
-from vptune.data.seg_transforms import random_crop
+from vptune.data import prepare_task
+from vptune.segmentation import scenes as seg_tasks
+from vptune.segmentation.dataset import SegDataset, seg_collate
+from vptune.segmentation.formats import load_pair, load_seg_split
+from vptune.segmentation.scenes import Layer, compose
+from vptune.segmentation.transforms import SegTransform, random_crop
 from vptune.data.synthetic_tasks import BACKGROUND, CLEVR_COLOURS
 from vptune.errors import DataError
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vptune.cli.main import main
-from vptune.data.seg_classes import ADE20K_CLASSES, VOC_CLASSES
+from vptune.segmentation.classes import ADE20K_CLASSES, VOC_CLASSES
 from vptune.engine.evaluate import run_config
 
 from conftest import TINY_CLI

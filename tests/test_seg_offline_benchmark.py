@@ -12,7 +12,7 @@ from PIL import Image
 
 from vptune.cli.main import build_parser
 from vptune.cli.train import config_from_args
-from vptune.data import load_seg_split
+from vptune.segmentation.formats import load_seg_split
 
 from conftest import load_benchmark
 

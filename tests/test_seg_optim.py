@@ -12,8 +12,10 @@ import vptune
 from vptune.engine.config import TrainConfig
 from vptune.engine.distributed import Dist, sync_batch_norm
 from vptune.engine.optim import apply_schedule, build_optimizer, lr_at, parameter_groups
-from vptune.engine.segloss import pixel_cross_entropy, segmentation_loss
+from vptune.engine.resolve import with_task_defaults
 from vptune.errors import VptuneError
+from vptune.segmentation.loss import pixel_cross_entropy, segmentation_loss
+from vptune.tasks import get_task_type
 
 from conftest import tiny_vit
 
@@ -112,17 +114,16 @@ def test_pixel_loss_resizes_logits_to_the_labels():
 
 
 def test_segmentation_recipe_fills_only_unset_fields():
-    config = TrainConfig(data="d", task="t")
-    config.fill_recipe(segmentation=True)
+    segmentation = get_task_type("segmentation")
+    config = with_task_defaults(TrainConfig(data="d", task="t"), segmentation, "ade20k")
     assert (config.optimizer, config.lr, config.momentum, config.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
     assert (config.warmup_epochs, config.schedule, config.poly_power) == (0.0, "poly", 0.9)
     assert (config.min_lr, config.head_lr_multiplier) == (pytest.approx(1e-4), 10.0)
     given = TrainConfig(data="d", task="t", optimizer="adamw", lr=0.02, warmup_epochs=2, head_lr_multiplier=1.0)
-    given.fill_recipe(segmentation=True)
+    given = with_task_defaults(given, segmentation, "ade20k")
     assert (given.optimizer, given.lr, given.warmup_epochs, given.head_lr_multiplier) == ("adamw", 0.02, 2, 1.0)
     assert (given.schedule, given.weight_decay, given.min_lr) == ("poly", 0.0, pytest.approx(0.002))
-    classification = TrainConfig(data="d", task="t")
-    classification.fill_recipe(segmentation=False)
+    classification = with_task_defaults(TrainConfig(data="d", task="t"), get_task_type("classification"), "vtab")
     assert (classification.optimizer, classification.lr, classification.weight_decay) == ("adamw", 5e-3, 1e-4)
     assert (classification.warmup_epochs, classification.schedule, classification.min_lr) == (1.0, "cosine", 0.0)
     assert classification.head_lr_multiplier == 1.0

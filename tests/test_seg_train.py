@@ -15,12 +15,15 @@ from safetensors.torch import load_file
 
 import vptune
 from vptune.cli.main import main
-from vptune.data import prepare_task, seg_tasks
+from vptune.data import prepare_task
 from vptune.engine.evaluate import load_run_model, run_config
 from vptune.data import input_spec
-from vptune.engine.seg_inference import _starts, segment, slide_logits
+from vptune.engine.evaluate import evaluate_split
+from vptune.segmentation import scenes as seg_tasks
+from vptune.segmentation.inference import _starts, predict_mask, segment, slide_logits
 from vptune.engine.distributed import Dist
-from vptune.engine.segmentation import by_class, evaluate_segmentation, pixel_hits, predict_mask
+from vptune.tasks import Scoring, get_task_type
+from vptune.tasks.segmentation import by_class, pixel_hits
 
 from conftest import TINY_CLI, assert_one_line_error, fashion_available, tiny_vit
 
@@ -38,6 +41,8 @@ SEG_CLI = [*TRAINING, "--head", "setr-naive", "--head-option", "channels=8"]
 
 class PixelModel(torch.nn.Module):
     """A 1x1 conv taking exactly `size` x `size` inputs, like a ViT at its image size."""
+
+    num_classes = 5
 
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -81,8 +86,8 @@ def test_evaluation_scores_each_image_at_its_mask_size():
     images = [torch.randn(3, 20, 30), torch.randn(3, 16, 40)]
     masks = [torch.randint(5, (20, 30)), torch.randint(5, (16, 40))]
     masks[0][:5] = 255
-    metrics = evaluate_segmentation(model, [(images, masks)], 5, 16, torch.device("cpu"), Dist(), show=False,
-                                    desc="eval")
+    metrics = evaluate_split(get_task_type("segmentation"), model, model, [(images, masks)], Dist(),
+                             Scoring(torch.device("cpu"), 16), precision="fp32", show=False, desc="eval")
     preds = [model.conv(image[None])[0].argmax(0) for image in images]
     labelled = [m != 255 for m in masks]
     correct = sum(int((p == m)[keep].sum()) for p, m, keep in zip(preds, masks, labelled))

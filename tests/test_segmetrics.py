@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vptune.engine.segmetrics import SegmentationMeter, intersect_and_union
+from vptune.segmentation.metrics import intersect_and_union
+from vptune.tasks.segmentation import SegmentationMeter
 
 IGNORE = 255
 
@@ -51,8 +52,8 @@ def test_split_metrics_match_plain_counting():
         labels.append(label)
     meter = SegmentationMeter(num_classes)
     for pred, label in zip(preds, labels):  # image by image, as a loader with batch size 1 gives them
-        meter.update(torch.from_numpy(pred)[None], torch.from_numpy(label)[None])
-    got, want = meter.compute(), reference(preds, labels, num_classes)
+        meter.process(torch.from_numpy(pred)[None], torch.from_numpy(label)[None])
+    got, want = meter.compute(meter.results()), reference(preds, labels, num_classes)
     assert_matches(got, want)
     assert got["n"] == 3
     assert got["IoU"][3] == 0.0 and math.isnan(got["Acc"][3])
@@ -65,11 +66,11 @@ def test_batches_sum_like_single_images():
     label = torch.randint(0, 5, (4, 6, 6), generator=gen)
     label[:, 0] = IGNORE
     batched = SegmentationMeter(5)
-    batched.update(pred[:3], label[:3])
-    batched.update(pred[3:], label[3:])
+    batched.process(pred[:3], label[:3])
+    batched.process(pred[3:], label[3:])
     per_image = torch.stack([torch.stack(intersect_and_union(p, l, 5)) for p, l in zip(pred, label)]).sum(0)
-    assert torch.equal(batched.areas, per_image)
-    assert_matches(batched.compute(), reference(list(pred.numpy()), list(label.numpy()), 5))
+    assert torch.equal(batched.results()["areas"].sum(0), per_image)
+    assert_matches(batched.compute(batched.results()), reference(list(pred.numpy()), list(label.numpy()), 5))
 
 
 def test_hand_counted_example():
@@ -81,8 +82,8 @@ def test_hand_counted_example():
     assert area_label.tolist() == [2, 3, 0, 0]
     assert union.tolist() == [3, 3, 1, 0]
     meter = SegmentationMeter(4)
-    meter.update(pred[None], label[None])
-    metrics = meter.compute()
+    meter.process(pred[None], label[None])
+    metrics = meter.compute(meter.results())
     assert metrics["aAcc"] == pytest.approx(3 / 5)
     assert metrics["mIoU"] == pytest.approx((1 / 3 + 2 / 3 + 0) / 3)
     assert metrics["mAcc"] == pytest.approx((1 / 2 + 2 / 3) / 2)

@@ -8,16 +8,25 @@ from collections import Counter
 import pytest
 import yaml
 
-from vptune.engine import TrainConfig, train, trainer
-from vptune.engine.config import DEFAULT_LR, default_lr
-from vptune.engine.loaders import load_fraction
+from vptune.engine import TrainConfig, train
+from vptune.tasks.classification import Classification, load_fraction
 from vptune.errors import VptuneError
-from vptune.methods import available_methods
+from vptune.methods import METHODS, get_method
+
+# README "Default learning rates": the values the runs behind its table chose.
+DOCUMENTED_LR = {
+    "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
+    "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
+}
 
 
-def test_every_method_has_a_default_lr():
-    assert set(DEFAULT_LR) == set(available_methods())
-    assert default_lr("partial-4") == DEFAULT_LR["partial-k"] and default_lr("mlp-3") == DEFAULT_LR["mlp-k"]
+def default_lr(method: str) -> float:
+    return get_method(method)[0].default_lr
+
+
+def test_every_method_declares_its_documented_default_lr():
+    assert {method.name: method.default_lr for method in METHODS} == DOCUMENTED_LR
+    assert default_lr("partial-4") == DOCUMENTED_LR["partial-k"] and default_lr("mlp-3") == DOCUMENTED_LR["mlp-k"]
     assert default_lr("full") < default_lr("vpt-deep")
 
 
@@ -54,14 +63,14 @@ def test_fgvc_fraction_uses_the_shipped_subset_file(tmp_path):
 def test_run_without_lr_records_the_methods_default_and_trains_on_the_fraction(small_digits_root, tmp_path,
                                                                                monkeypatch):
     sizes = []
-    original = trainer.build_dataset
-    monkeypatch.setattr(trainer, "build_dataset", lambda *a, **k: sizes.append(len(ds := original(*a, **k))) or ds)
+    original = Classification.dataset
+    monkeypatch.setattr(Classification, "dataset", lambda *a, **k: sizes.append(len(ds := original(*a, **k))) or ds)
     config = TrainConfig(data=str(small_digits_root), task="digits", backbone="vit_tiny_patch16_224",
                          pretrained=False, img_size=32, method="linear", epochs=1, train_fraction=0.25,
                          out=str(tmp_path / "run"), quiet=True, cache_features=False)
     train(config)
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert recorded["lr"] == DEFAULT_LR["linear"] and recorded["train_fraction"] == 0.25
+    assert recorded["lr"] == DOCUMENTED_LR["linear"] and recorded["train_fraction"] == 0.25
     assert sizes == [256 // 4, 64]  # a quarter of train800, all of val200
 
 
@@ -69,3 +78,13 @@ def test_run_without_lr_records_the_methods_default_and_trains_on_the_fraction(s
 def test_fraction_outside_0_1_is_refused(fraction):
     with pytest.raises(VptuneError, match="--train-fraction must lie in"):
         TrainConfig(data="d", task="t", train_fraction=fraction).validate()
+
+
+def test_the_default_sweep_grid_tries_each_methods_declared_lrs():
+    from vptune.experiments.sweep.grid import named_grid
+
+    # README "Grids": prompt and head methods, and the methods that change the backbone.
+    for method in ("linear", "mlp-3", "vpt-shallow", "vpt-deep", "vpt-deep+bias", "sidetune"):
+        assert named_grid("default", method)[1]["lr"] == [1e-3, 5e-3, 1e-2]
+    for method in ("full", "partial-2", "bias", "adapter", "lora", "ssf"):
+        assert named_grid("default", method)[1]["lr"] == [1e-4, 5e-4, 1e-3]

@@ -8,16 +8,8 @@ import pytest
 
 from vptune.cli.main import main
 from vptune.engine import evaluate_run
-from vptune.errors import BackboneError
-from vptune.offline.imgfocus import onnx_path
 
-
-def imgfocus_installed() -> bool:
-    try:
-        onnx_path()
-    except BackboneError:
-        return False
-    return True
+from conftest import imgfocus_installed
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import timm
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint_into
+from .backbone_checkpoints import load_checkpoint_into
 from .errors import BackboneError
 
 OFFLINE_DEFAULT = "dinov2-s14-imgfocus"

@@ -10,9 +10,9 @@ from torch import nn
 from .backbones import BackboneRef, fingerprint
 from .data.transforms import InputSpec, input_spec
 from .errors import HeadError
-from .heads import get_head
-from .options import options_dict
-from .prompts import VitPrompt, backbone_family, prompted_features, vit_block_maps
+from .heads import SegmentationHead, get_head
+from .option_fields import options_dict
+from .prompts import BatchedForward, backbone_family, prompted_features
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
 FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
@@ -26,10 +26,11 @@ class TunedModel(nn.Module):
     `backbone` is the timm model (frozen, kept in eval mode unless the method trains it),
     `prompt` the method's prompt module (or None), `side` a module that blends the image into
     the features (or None) and `head` the head of kind `head_kind` (heads/): a classifier on
-    the pooled features, or for `task_type == "segmentation"` a decoder on the patch tokens of
-    chosen blocks. A method decides which tensors train; `tuned_state_dict()` is what a
-    per-task file stores. `backbone_fingerprint` may pass the backbone's known fingerprint
-    (see backbones.fingerprint) to skip hashing its weights again.
+    the pooled features, or a decoder on the patch tokens of chosen blocks (`reads_blocks`).
+    `task_type` names the task type (tasks/) it was made for, by default its head's. A method
+    decides which tensors train; `tuned_state_dict()` is what a per-task file stores.
+    `backbone_fingerprint` may pass the backbone's known fingerprint (see backbones.fingerprint)
+    to skip hashing its weights again.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class TunedModel(nn.Module):
         class_names: list[str] | None = None,
         head: str = "linear",
         head_options: dict[str, Any] | None = None,
+        task_type: str | None = None,
         backbone_fingerprint: str | None = None,
     ) -> None:
         super().__init__()
@@ -64,6 +66,7 @@ class TunedModel(nn.Module):
             "class_names": class_names or [str(i) for i in range(num_classes)],
             # The protocol's preparation; training records its own run's (set_input_spec).
             "input": input_spec(backbone, "vtab").to_dict(),
+            "task_type": task_type or get_head(head).task_type,
         }
         self.set_head(head, head_options or {})
 
@@ -73,8 +76,13 @@ class TunedModel(nn.Module):
 
     @property
     def task_type(self) -> str:
-        """`classification` or `segmentation`, from the head kind."""
+        """The registered task type the model was made for (`classification`, `segmentation`, ...)."""
         return self.config["task_type"]
+
+    @property
+    def reads_blocks(self) -> bool:
+        """Whether the head reads the patch tokens of chosen blocks (segmentation heads), not pooled features."""
+        return isinstance(self.head, SegmentationHead)
 
     @property
     def head_kind(self) -> str:
@@ -86,27 +94,27 @@ class TunedModel(nn.Module):
         spec = get_head(kind)
         parsed = spec.parse_options(dict(options))
         self.head = spec.build(self.backbone, self.num_classes, parsed)
-        self.config["task_type"] = spec.task_type
         self.config["head"] = {"kind": kind, **options_dict(parsed)}
 
     def fit_head(self) -> None:
-        """Called once the method is attached: check that the head fits it, and for segmentation
-        freeze the backbone tensors the head never reads.
+        """Called once the method is attached: check that the head fits it, and for a head that reads
+        blocks freeze the backbone tensors it never reads.
 
-        Segmentation reads ViT patch tokens in one prompted forward: it needs a ViT, token
-        prompts (or none), no side network, and the default `output`. It reads block outputs,
-        so the final norm, timm's pooling and blocks after the last one read stay frozen even
+        Such a head reads each block's patch tokens in one prompted forward: it needs a backbone
+        family that offers them (ViT), no side network, and the default `output`. It reads block
+        outputs, so the final norm, timm's pooling and blocks after the last one read stay frozen even
         where a method (bias, partial-k, full) would tune them; they would get no gradient.
         Raises HeadError.
         """
-        if self.task_type != "segmentation":
+        if not self.reads_blocks:
             return
         method = self.config["method"]
-        if backbone_family(self.backbone) != "vit":
+        family = backbone_family(self.backbone)
+        if family is None or not family.reads_blocks:
             raise HeadError(
                 f"head '{self.head_kind}' reads ViT patch tokens; {type(self.backbone).__name__} is not a ViT"
             )
-        if self.side is not None or not (self.prompt is None or isinstance(self.prompt, VitPrompt)):
+        if self.side is not None:
             raise HeadError(f"method '{method}' changes pooled features only; use it with a classification head")
         if self.output != "cls":
             raise HeadError(f"output '{self.output}' pools features for a classifier; "
@@ -141,9 +149,15 @@ class TunedModel(nn.Module):
             features = prompted_features(
                 self.backbone, images, self.prompt, self.output, checkpoint=self.grad_checkpointing
             )
-        if self.side is not None:
-            features = self.side(images, features)
-        return features
+        return self.blend(images, features)
+
+    def blend(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features `(B, num_features)` with the side network's view of `images` blended in (if any)."""
+        return features if self.side is None else self.side(images, features)
+
+    def classify(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Logits of a classification model from its images and their backbone features (side network, head)."""
+        return self.head(self.blend(images, features))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each backbone block in the backward pass: less memory, about a third more time."""
@@ -159,10 +173,11 @@ class TunedModel(nn.Module):
         With `aux` a segmentation model also returns its auxiliary decoders' logits, for the
         training loss: `(logits, [aux_logits, ...])`, from the same single forward.
         """
-        if self.task_type == "classification":
+        if not self.reads_blocks:
             return self.head(self.embed(images))
         blocks = self.head.blocks(aux)
-        maps = vit_block_maps(self.backbone, images, self.prompt, blocks, checkpoint=self.grad_checkpointing)
+        maps = backbone_family(self.backbone).block_maps(self.backbone, images, self.prompt, blocks,
+                                                          checkpoint=self.grad_checkpointing)
         return self.head(dict(zip(blocks, maps)), tuple(images.shape[-2:]), aux=aux)
 
     def train(self, mode: bool = True) -> "TunedModel":
@@ -204,3 +219,10 @@ class TunedModel(nn.Module):
             for name, tensor in self.state_dict(keep_vars=True).items()
             if name in trainable or (not isinstance(tensor, nn.Parameter) and name.rpartition(".")[0] in owners)
         }
+
+
+def batched_forward(backbone: nn.Module) -> BatchedForward | None:
+    """The forward of `backbone` that runs a batch mixing several tasks' samples (each with the prompts of
+    its task's `SharedPart`), or None when its family has none."""
+    family = backbone_family(backbone)
+    return family.batched_forward(backbone) if family is not None else None

@@ -141,6 +141,7 @@ def load(
         backbone_id=description["backbone"],
         head=head.pop("kind"),
         head_options=head,
+        task_type=description.get("task_type"),
         backbone_fingerprint=backbone_fingerprint,
         **description["options"],
     )

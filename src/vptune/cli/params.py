@@ -6,7 +6,7 @@ import argparse
 
 from ..accounting import StorageReport, storage_report
 from ..methods import options_from_text
-from .options import add_head_options, add_method_options, head_options, method_options
+from .flags import add_head_options, add_method_options, head_options, method_options
 
 
 def register(subparsers) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from ..data import input_spec, load_rgb
-from ..data.seg_palette import colour_mask, overlay
+from ..segmentation.palette import colour_mask, overlay
 from ..engine.evaluate import load_run_model, pick_device, run_config
-from ..engine.segmentation import predict_mask
+from ..segmentation.inference import predict_mask
 from ..errors import DataError, VptuneError
 from ..persistence import load
 from ..serve import Predictor

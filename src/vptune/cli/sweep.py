@@ -13,7 +13,7 @@ from ..errors import VptuneError
 from ..experiments.sweep import build_spec, format_summary, run_sweep, summary
 from ..experiments.sweep.grid import GRID_NAMES, parse_grid_item
 from ..experiments.sweep.spec import LAUNCHERS, SELECT_RULES
-from .options import add_training_options, method_options
+from .flags import add_training_options, method_options
 
 
 def register(subparsers) -> None:

@@ -12,7 +12,7 @@ from ..engine.config import read_yaml
 from ..engine.distributed import is_main_process
 from ..engine.trainer import RUNTIME_KEYS
 from ..errors import VptuneError
-from .options import (METHOD_FLAGS, add_head_options, add_training_options, head_options, method_flags, method_options,
+from .flags import (METHOD_FLAGS, add_head_options, add_training_options, head_options, method_flags, method_options,
                       methods_help)
 
 

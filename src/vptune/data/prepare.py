@@ -18,10 +18,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from vptune.data import real_tasks, seg_tasks, synthetic_tasks
-from vptune.data.seg_tasks import SEG_SPLITS, SegArrays
+from vptune.data import real_tasks, synthetic_tasks
 from vptune.data.taskdata import PARTS, TaskArrays
 from vptune.errors import DataError
+from vptune.segmentation import scenes
+from vptune.segmentation.scenes import SEG_SPLITS, SegArrays
 
 TaskMaker = Callable[[np.random.Generator, int | None], TaskArrays | SegArrays]
 
@@ -32,8 +33,8 @@ _TASKS: dict[str, TaskMaker] = {
     "dsprites-orientation": synthetic_tasks.dsprites_orientation,
     "shapes-count": synthetic_tasks.shapes_count,
     "shapes-distance": synthetic_tasks.shapes_distance,
-    "fashion-scenes": seg_tasks.fashion_scenes,
-    "shapes-seg": seg_tasks.shapes_seg,
+    "fashion-scenes": scenes.fashion_scenes,
+    "shapes-seg": scenes.shapes_seg,
 }
 _SPLIT_FILES = ("train800", "val200", "train800val200", "test", "classes")
 

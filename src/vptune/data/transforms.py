@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from vptune.errors import DataError
 
 PROTOCOLS = ("vtab", "fgvc", "folders")
-# Segmentation layouts; their images are prepared by data/seg_transforms.py, evaluation keeping
+# Segmentation layouts; their images are prepared by segmentation/transforms.py, evaluation keeping
 # the aspect ratio within (SEG_LONG_SIDE_FACTOR * img_size, img_size): mmseg's (2048, 512) at 512.
 SEG_PROTOCOLS = ("ade20k", "voc", "cityscapes", "seg-folders")
 SEG_LONG_SIDE_FACTOR = 4

@@ -13,32 +13,23 @@ import yaml
 from ..backbones import MAX_IMG_SIZE
 from ..errors import VptuneError
 from ..files import atomic_write
-from ..methods import get_method, options_from_text
+from ..methods import options_from_text
 from ..values import coerce_fields, json_shaped, non_finite
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly")
 PRECISIONS = ("fp32", "bf16")
 FLOAT32_MAX = 3.4028234663852886e38  # optimizers keep their settings as float32 numbers
-# Optimizer and schedule defaults per task type, used for the fields a run leaves unset
-# (classification's lr is the method's, `default_lr`). Segmentation: SETR's ADE20K configs in
-# mmsegmentation (SGD, momentum 0.9, lr 1e-3, no weight decay, decoders at 10x, PolyLR power
-# 0.9 to eta_min 1e-4 without warm-up); min_lr is then lr / 10.
-RECIPES: dict[str, dict[str, Any]] = {
-    "classification": dict(optimizer="adamw", weight_decay=1e-4, warmup_epochs=1.0, schedule="cosine",
-                           head_lr_multiplier=1.0),
-    "segmentation": dict(optimizer="sgd", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, schedule="poly",
-                         head_lr_multiplier=10.0),
-}
 
 
 @dataclass
 class TrainConfig:
     """Everything that decides a run's result.
 
-    Optimizer and schedule fields left None take the task type's values (`fill_recipe`: RECIPES,
-    and for classification `lr` the method's default, `default_lr`), resolved by the engine and
-    recorded in the run's config.yaml. `train_fraction` < 1 trains on a seeded, class-stratified share
+    Fields left None (splits, protocol, head, optimizer and schedule) are decided by
+    `engine.resolve.resolve_config` from the task type of the data (its recipe; `lr` the
+    recipe's or else the method's `default_lr`) before the run starts, and recorded in the
+    run's config.yaml. `train_fraction` < 1 trains on a seeded, class-stratified share
     of the training split (the data-scale study).
     """
 
@@ -54,7 +45,7 @@ class TrainConfig:
     allow_keys: list[str] = field(default_factory=list)
     method: str = "vpt-deep"
     method_options: dict[str, Any] = field(default_factory=dict)
-    # None: "linear" for classification data, "setr-pup" for segmentation data.
+    # None: the task type's default head ("linear" for classification, "setr-pup" for segmentation).
     head: str | None = None
     head_options: dict[str, Any] = field(default_factory=dict)
     img_size: int | None = None
@@ -132,17 +123,6 @@ class TrainConfig:
             raise VptuneError(f"--img-size must be in [1, {MAX_IMG_SIZE}] (a multiple of the backbone's patch "
                               f"size), got {self.img_size}")
 
-    def fill_recipe(self, segmentation: bool) -> None:
-        """Fill the optimizer and schedule fields left None with the task type's values."""
-        recipe = RECIPES["segmentation" if segmentation else "classification"]
-        for name, value in recipe.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-        if self.lr is None:
-            self.lr = default_lr(self.method)
-        if self.min_lr is None:
-            self.min_lr = self.lr / 10 if segmentation else 0.0
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -163,20 +143,6 @@ class TrainConfig:
             options = options_from_text(typed.get("method", cls.method), typed["method_options"])
             typed["method_options"] = json_shaped(options)
         return cls(**typed)
-
-
-# Default peak learning rates (AdamW), by registered method name. Methods that train only new
-# tensors (prompts, heads, a side network) take larger steps than methods that move pretrained
-# weights; README "Default learning rates" gives the runs behind these values.
-DEFAULT_LR = {
-    "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
-    "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
-}
-
-
-def default_lr(method: str) -> float:
-    """The default peak learning rate of `method` (e.g. 'partial-4' reads the 'partial-k' entry)."""
-    return DEFAULT_LR[get_method(method)[0].name]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

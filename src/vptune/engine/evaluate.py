@@ -11,17 +11,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..backbones import build_backbone
+from ..data import input_spec
 from ..errors import VptuneError
 from ..model import TunedModel
 from ..persistence import load
+from ..tasks import Scoring, TaskType, check_eval_options, get_task_type
 from .config import TrainConfig, read_yaml
 from .distributed import Dist, gather_tensors, init_distributed
-from ..data import input_spec
-from .loaders import build_dataset, build_loader
-from .metrics import classification_metrics
+from .loaders import build_loader
 from .runinfo import progress, warn_if_slow_bf16
-from .seg_inference import MULTI_SCALES
-from .segmentation import by_class, evaluate_segmentation
 
 TASK_FILE = "task.safetensors"
 
@@ -34,26 +32,24 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, loader: DataLoader, device: torch.device, ctx: Dist, *, precision: str, show: bool, desc: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels of every sample the loader covers, gathered from all ranks."""
-    was_training = model.training
-    model.eval()
-    logits, labels = [], []
-    for images, targets in progress(loader, desc, enabled=show):
-        with autocast(device, precision):
-            logits.append(model(images.to(device)).float().cpu())
-        labels.append(targets)
-    model.train(was_training)
-    return gather_tensors(torch.cat(logits), ctx), gather_tensors(torch.cat(labels), ctx)
-
-
 def evaluate_split(
-    model: nn.Module, loader: DataLoader, device: torch.device, ctx: Dist, *, precision: str, show: bool, desc: str
-) -> dict[str, float]:
-    logits, labels = predict_logits(model, loader, device, ctx, precision=precision, show=show, desc=desc)
-    return classification_metrics(logits, labels)
+    kind: TaskType, net: nn.Module, model: TunedModel, loader: DataLoader, ctx: Dist, scoring: Scoring, *,
+    precision: str, show: bool, desc: str,
+) -> dict[str, Any]:
+    """The task type's metrics of every sample the loader covers, gathered from all ranks.
+
+    `net` maps the loader's inputs to logits (the model, or its head on cached features);
+    the task type's `predict` reads it (or `model`) batch by batch and its meter scores the split.
+    """
+    meter = kind.meter(model.num_classes)
+    was_training = net.training
+    net.eval()
+    for inputs, targets in progress(loader, desc, enabled=show):
+        with autocast(scoring.device, precision):
+            outputs = kind.predict(net, model, inputs, targets, scoring)
+        meter.process(outputs, targets)
+    net.train(was_training)
+    return meter.compute({name: gather_tensors(values, ctx) for name, values in meter.results().items()})
 
 
 def pick_device(name: str) -> torch.device:
@@ -109,10 +105,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Metrics of a finished run on `split` (of its own data root unless `data` is given).
 
-    The result names the data it scored under `data`: absolute root, task and split.
-    Segmentation runs report aAcc, mIoU, mAcc and each class's IoU, with
-    single-scale sliding-window inference, or with `multi_scale` the softmax
-    averaged over scales 0.5-1.75 and their mirror images.
+    The result names the data it scored under `data`: absolute root, task and split, then what
+    the run's task type reports of the split (`TaskType.report`, e.g. top-1 or mIoU and each
+    class's IoU). `multi_scale` is an evaluation option of the task types that take it (see
+    `TaskType.eval_options`): scores averaged over scales 0.5-1.75 and their mirror images.
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise VptuneError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
@@ -122,31 +118,22 @@ def evaluate_run(
     warn_if_slow_bf16(torch_device, config.precision)
     ctx = init_distributed(torch_device)
     model = load_run_model(run_dir, config).to(torch_device)
-    if multi_scale and model.task_type != "segmentation":
-        raise VptuneError("--multi-scale applies to segmentation runs; this run classifies")
+    kind = get_task_type(model.task_type)
+    options = {"multi_scale": multi_scale}
+    check_eval_options(kind, options)
     spec = input_spec(model.backbone, config.protocol)  # as training built it
-    dataset = build_dataset(
-        str(root), config.task, split, spec, train=False, seed=config.seed, skip_bad_images=config.skip_bad_images
-    )
+    dataset = kind.dataset(str(root), config.task, split, spec, train=False, seed=config.seed,
+                           skip_bad_images=config.skip_bad_images)
     if dataset.num_classes > model.num_classes:
         raise VptuneError(
             f"split '{split}' has {dataset.num_classes} classes but the model was trained for {model.num_classes}"
         )
     loader = build_loader(dataset, batch_size or config.batch_size, ctx, shuffle=False, seed=config.seed, epoch=0,
-                          num_workers=config.num_workers)
+                          num_workers=config.num_workers, collate=kind.collate)
+    metrics = evaluate_split(kind, model, model, loader, ctx, Scoring(torch_device, spec.img_size, options),
+                             precision=config.precision, show=not quiet and ctx.is_main, desc=f"eval {split}")
     scored = {"root": str(root), "task": config.task, "split": split}
-    if model.task_type == "segmentation":
-        with autocast(torch_device, config.precision):
-            metrics = evaluate_segmentation(
-                model, loader, model.num_classes, spec.img_size, torch_device, ctx, show=not quiet and ctx.is_main,
-                desc=f"eval {split}", scales=MULTI_SCALES if multi_scale else (1.0,), flip=multi_scale,
-            )
-        scores = {key: metrics[key] for key in ("n", "aAcc", "mIoU", "mAcc")}
-        iou = by_class(metrics["IoU"], model.class_names)
-        return {"split": split, "data": scored, "multi_scale": multi_scale, **scores, "IoU": iou}
-    metrics = evaluate_split(model, loader, torch_device, ctx, precision=config.precision,
-                             show=not quiet and ctx.is_main, desc=f"eval {split}")
-    return {"split": split, "data": scored, **metrics, "skipped_images": len(dataset.skipped)}
+    return {"split": split, "data": scored, **kind.report(metrics, model.class_names, len(dataset.skipped), options)}
 
 
 def _data_root(run_dir: str | Path, config: TrainConfig, data: str | None) -> Path:

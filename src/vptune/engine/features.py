@@ -16,7 +16,7 @@ from .runinfo import progress
 
 def trains_head_only(model: TunedModel) -> bool:
     """True when a classifier alone trains, so the pooled backbone features never change."""
-    if model.task_type != "classification":
+    if model.reads_blocks:
         return False
     names = model.trainable_parameters()
     return bool(names) and all(name.startswith("head.") for name in names)

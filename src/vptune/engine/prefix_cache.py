@@ -18,9 +18,10 @@ MAX_CACHE_BYTES = 4 * 1024**3
 
 def first_tuned_block(model: TunedModel) -> int | None:
     """Index of the first trainable ViT block when nothing before it trains, else None."""
-    if backbone_family(model.backbone) != "vit" or model.prompt is not None or model.side is not None:
+    family = backbone_family(model.backbone)
+    if family is None or family.name != "vit" or model.prompt is not None or model.side is not None:
         return None
-    if model.output != "cls" or model.backbone_trains or model.task_type != "classification":
+    if model.output != "cls" or model.backbone_trains or model.reads_blocks:
         return None
     backbone = model.backbone
     trains = [any(p.requires_grad for p in block.parameters()) for block in backbone.blocks]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import VptuneError
-from .checkpoint import CHECKPOINT
+from .train_state import CHECKPOINT
 from .evaluate import TASK_FILE
 
 LOCK = ".lock"

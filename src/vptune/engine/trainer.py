@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -10,27 +11,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch._dynamo.exc import TorchDynamoException
 from torch.nn.parallel import DistributedDataParallel
 
 from ..api import create
-from ..data import load_seg_split, load_split
+from ..data import input_spec
 from ..errors import TrainingError, VptuneError
+from ..model import TunedModel
 from ..persistence import non_finite_tensors, save
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from ..tasks import Scoring, TaskType, task_type_of
 from .config import TrainConfig, read_yaml, write_yaml
 from .distributed import Dist, broadcast_flag, init_distributed, sum_over_ranks, sync_batch_norm
-from .features import cached_features, trains_head_only
-from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
 from .evaluate import TASK_FILE, autocast, evaluate_split, pick_device
-from ..data import input_spec
-from .loaders import build_dataset, build_loader, default_splits, is_segmentation, task_format
+from .features import cached_features, trains_head_only
+from .loaders import build_loader
 from .optim import apply_schedule, build_optimizer
+from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
+from .resolve import resolve_config
 from .runfolder import check_out_folder, locked
 from .runinfo import MetricsLog, environment, progress, warn_if_slow_bf16, write_json
-from .segloss import segmentation_loss
-from .segmentation import evaluate_segmentation, pixel_hits
+from .train_state import CHECKPOINT, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger("vptune")
 
@@ -56,8 +56,6 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if resume:
         config = _resumed_config(config, run_dir)
     config.validate()
-    # Recorded absolute, so that evaluating the run later reads this data from any folder.
-    config.data = str(Path(config.data).resolve())
     device = pick_device(config.device)
     warn_if_slow_bf16(device, config.precision)
     ctx = init_distributed(device)
@@ -67,53 +65,42 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     with locked(run_dir) if ctx.is_main else nullcontext():
         if not resume:
             _check_fresh(run_dir)
-        return _Run(config, run_dir, device, ctx, resume).fit()
+        config = resolve_config(config)
+        kind, _ = task_type_of(config.data, config.task)
+        model, config = build_model(config, kind)
+        return _Run(config, kind, model.to(device), run_dir, device, ctx, resume).fit()
+
+
+def build_model(config: TrainConfig, kind: TaskType) -> tuple[TunedModel, TrainConfig]:
+    """The model a resolved `config` trains, with the input pipeline it records, and `config` with what
+    building it decided (image size, head and method options left to their automatic values)."""
+    torch.manual_seed(config.seed)  # random-init backbones are rebuilt from this seed
+    classes = kind.load_split(config.data, config.task, config.train_split, seed=config.seed)
+    model = create(
+        config.backbone, config.method, classes.num_classes, pretrained=config.pretrained,
+        img_size=config.img_size, arch=config.arch, allow_keys=tuple(config.allow_keys),
+        class_names=classes.class_names, head=config.head, head_options=config.head_options,
+        task_type=kind.name, **config.method_options,
+    )
+    if config.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    spec = input_spec(model.backbone, config.protocol)
+    model.set_input_spec(spec)  # so the per-task file predicts as evaluation prepared
+    built = dataclasses.replace(
+        config, img_size=spec.img_size, method_options=model.config["options"],
+        head_options={k: v for k, v in model.config["head"].items() if k != "kind"},
+    )
+    return model, built
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist, resume: bool) -> None:
-        self.config, self.run_dir, self.device, self.ctx = config, run_dir, device, ctx
+    def __init__(self, config: TrainConfig, kind: TaskType, model: TunedModel, run_dir: Path, device: torch.device,
+                 ctx: Dist, resume: bool) -> None:
+        self.config, self.kind, self.model = config, kind, model
+        self.run_dir, self.device, self.ctx = run_dir, device, ctx
         self.show = not config.quiet and ctx.is_main
-        fmt = task_format(config.data, config.task)
-        default_train, default_eval = default_splits(fmt)
-        config.train_split = config.train_split or default_train
-        config.eval_split = config.eval_split if config.eval_split is not None else default_eval
-        config.protocol = config.protocol or fmt
-        self.segmentation = is_segmentation(fmt)
-        if is_segmentation(config.protocol) != self.segmentation:
-            raise VptuneError(f"protocol '{config.protocol}' does not fit the {fmt} layout of task '{config.task}'; "
-                              "leave --protocol unset")
-        config.head = config.head or ("setr-pup" if self.segmentation else "linear")
-        config.fill_recipe(self.segmentation)
-        config.validate()
-        # The validation number that picks the kept epoch.
-        self.metric = "mIoU" if self.segmentation else "top1"
-        torch.manual_seed(config.seed)  # random-init backbones are rebuilt from this seed
-        train_probe = self._dataset(config.train_split, train=True, spec=None)
-        self.model = create(
-            config.backbone, config.method, train_probe.num_classes, pretrained=config.pretrained,
-            img_size=config.img_size, arch=config.arch, allow_keys=tuple(config.allow_keys),
-            class_names=train_probe.class_names, head=config.head, head_options=config.head_options,
-            **config.method_options,
-        ).to(device)
-        if (self.model.task_type == "segmentation") != self.segmentation:
-            raise VptuneError(
-                f"head '{config.head}' is a {self.model.task_type} head but task '{config.task}' holds "
-                f"{'segmentation' if self.segmentation else 'classification'} data ({fmt}); pick another --head"
-            )
-        config.head_options = {k: v for k, v in self.model.config["head"].items() if k != "kind"}
-        if config.grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
-        self.spec = input_spec(self.model.backbone, config.protocol)
-        self.model.set_input_spec(self.spec)  # so the per-task file predicts as evaluation prepared
-        config.img_size = self.spec.img_size
-        config.method_options = self.model.config["options"]
-        self.train_set = self._dataset(config.train_split, train=True, spec=self.spec)
-        self.eval_set = self._dataset(config.eval_split, train=False, spec=self.spec) if config.eval_split else None
-        if self.eval_set is not None and self.eval_set.num_classes > self.train_set.num_classes:
-            raise VptuneError(f"split '{config.eval_split}' has classes that '{config.train_split}' lacks")
-        splits = [ds for ds in (self.train_set, self.eval_set) if ds is not None]
-        self.skipped_images = {ds.split.split: len(ds.skipped) for ds in splits}
+        self.spec = model.input_spec
+        self._load_data()
         self.model.head = sync_batch_norm(self.model.head, ctx, device)
         self.optimizer = build_optimizer(self.model, config)
         # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
@@ -121,19 +108,7 @@ class _Run:
         self.total_steps = self.steps_per_epoch * config.epochs
         warmup_epochs = min(config.warmup_epochs, config.epochs)  # a longer warm-up ends with the run
         self.warmup_steps = min(self.total_steps - 1, round(warmup_epochs * self.steps_per_epoch))
-        # Resize-only transforms give the same features every epoch: compute them once.
-        self.features_cached = config.cache_features and trains_head_only(self.model) and config.protocol == "vtab"
-        trained = self.model
-        if self.features_cached:
-            self.train_set = self._features(self.train_set, config.train_split, config.train_fraction)
-            self.eval_set = self._features(self.eval_set, config.eval_split, 1.0) if self.eval_set is not None else None
-            trained = self.model.head
-        elif config.cache_features and config.protocol == "vtab" and (first := first_tuned_block(self.model)):
-            trained = self._reuse_frozen_prefix(first) or trained
-        self.net = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None) \
-            if ctx.enabled else trained
-        if config.compile:
-            self.net = torch.compile(self.net)
+        self.net = self._trained_module()
         self.start_epoch, self.best, self.best_state = 0, None, None
         if resume:
             self._restore(load_checkpoint(run_dir))
@@ -143,14 +118,37 @@ class _Run:
             write_json(environment(device, ctx.world_size), run_dir / "environment.json")
             self.log = MetricsLog(run_dir)
 
-    def _dataset(self, split: str, *, train: bool, spec):
+    def _load_data(self) -> None:
         config = self.config
-        if spec is None:  # only the split's classes are needed, before the backbone exists
-            if self.segmentation:
-                return load_seg_split(config.data, config.task, split)
-            return load_split(config.data, config.task, split, seed=config.seed)
-        return build_dataset(config.data, config.task, split, spec, train=train, seed=config.seed,
-                             skip_bad_images=config.skip_bad_images, fraction=config.train_fraction if train else 1.0)
+        self.train_set = self._dataset(config.train_split, train=True)
+        self.eval_set = self._dataset(config.eval_split, train=False) if config.eval_split else None
+        if self.eval_set is not None and self.eval_set.num_classes > self.train_set.num_classes:
+            raise VptuneError(f"split '{config.eval_split}' has classes that '{config.train_split}' lacks")
+        splits = [ds for ds in (self.train_set, self.eval_set) if ds is not None]
+        self.skipped_images = {ds.split.split: len(ds.skipped) for ds in splits}
+
+    def _dataset(self, split: str, *, train: bool):
+        config = self.config
+        return self.kind.dataset(config.data, config.task, split, self.spec, train=train, seed=config.seed,
+                                 skip_bad_images=config.skip_bad_images,
+                                 fraction=config.train_fraction if train else 1.0)
+
+    def _trained_module(self) -> torch.nn.Module:
+        """What the loop runs on a batch: the model, or with cached inputs the part of it after them;
+        wrapped for torchrun and torch.compile when asked."""
+        config, device = self.config, self.device
+        # Resize-only transforms give the same features every epoch: compute them once.
+        self.features_cached = config.cache_features and trains_head_only(self.model) and config.protocol == "vtab"
+        trained = self.model
+        if self.features_cached:
+            self.train_set = self._features(self.train_set, config.train_split, config.train_fraction)
+            self.eval_set = self._features(self.eval_set, config.eval_split, 1.0) if self.eval_set is not None else None
+            trained = self.model.head
+        elif config.cache_features and config.protocol == "vtab" and (first := first_tuned_block(self.model)):
+            trained = self._reuse_frozen_prefix(first) or trained
+        net = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None) \
+            if self.ctx.enabled else trained
+        return torch.compile(net) if config.compile else net
 
     def _features(self, dataset, split: str, fraction: float):
         config = self.config
@@ -184,30 +182,27 @@ class _Run:
             if self.eval_set is not None:
                 metrics = self._validate(epoch)
                 row.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
-                self._select(epoch, metrics[self.metric])
+                self._select(epoch, metrics[self.kind.selection_metric])
             row["seconds"] = round(time.time() - started, 2)
             if self.ctx.is_main:
                 self.log.append(row)
                 save_checkpoint(self.run_dir, self._state(epoch + 1))
                 if self.show:
-                    print(_epoch_line(row), flush=True)
+                    print(_epoch_line(row, self.kind), flush=True)
         return self._finish(time.time() - started)
 
     def _validate(self, epoch: int) -> dict[str, float]:
+        """The task type's validation metrics (and `n`) of the epoch's tuned tensors."""
         loader = self._loader(self.eval_set, epoch, shuffle=False)
-        desc = f"eval {self.config.eval_split}"
-        if not self.segmentation:
-            return evaluate_split(self.net, loader, self.device, self.ctx, precision=self.config.precision,
-                                  show=self.show, desc=desc)
-        with autocast(self.device, self.config.precision):
-            metrics = evaluate_segmentation(self.model, loader, self.model.num_classes, self.spec.img_size,
-                                            self.device, self.ctx, show=self.show, desc=desc)
-        return {key: metrics[key] for key in ("n", "aAcc", "mIoU", "mAcc")}
+        scoring = Scoring(self.device, self.spec.img_size)
+        metrics = evaluate_split(self.kind, self.net, self.model, loader, self.ctx, scoring,
+                                 precision=self.config.precision, show=self.show, desc=f"eval {self.config.eval_split}")
+        return {key: metrics[key] for key in ("n", *self.kind.metrics) if key in metrics}
 
     def _loader(self, dataset, epoch: int, *, shuffle: bool):
         config = self.config
         return build_loader(dataset, config.batch_size, self.ctx, shuffle=shuffle, seed=config.seed, epoch=epoch,
-                            num_workers=config.num_workers)
+                            num_workers=config.num_workers, collate=self.kind.collate)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         config = self.config
@@ -222,15 +217,9 @@ class _Run:
             lr = apply_schedule(self.optimizer, config, step, self.total_steps, self.warmup_steps)
             images, labels = images.to(self.device), labels.to(self.device)
             with autocast(self.device, config.precision):
-                outputs = self.net(images, aux=True) if self.segmentation else self.net(images)
-            if self.segmentation:
-                logits, aux_logits = outputs
-                loss = segmentation_loss(logits, labels, aux_logits, aux_weight=self.model.head.aux_weight)
-                hits, counted = pixel_hits(logits, labels)
-            else:
-                logits = outputs
-                loss = F.cross_entropy(logits.float(), labels)
-                hits, counted = int((logits.argmax(1) == labels).sum()), labels.numel()
+                outputs = self.kind.forward(self.net, images)
+            loss = self.kind.loss(self.model, outputs, labels)
+            hits, counted = self.kind.hits(outputs, labels)
             # Every rank stops at the same step, so none waits forever in the next gradient all-reduce.
             if broadcast_flag(not torch.isfinite(loss), self.ctx):
                 value = loss.item() if not torch.isfinite(loss) else "non-finite on another rank"
@@ -248,8 +237,7 @@ class _Run:
             seen += counted
             samples += len(labels)
         loss_sum, correct, seen, samples = sum_over_ranks([loss_sum, correct, seen, samples], self.ctx)
-        # Segmentation's training accuracy is over labelled pixels (aAcc), classification's over images.
-        accuracy = "train_aAcc" if self.segmentation else "train_top1"
+        accuracy = f"train_{self.kind.train_accuracy}"
         return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / samples, accuracy: correct / max(seen, 1)}
 
     def _check_finite(self, epoch: int, lr: float) -> None:
@@ -263,8 +251,9 @@ class _Run:
         """Keep the tuned tensors of the best validation epoch (never chosen by test)."""
         if self.config.eval_split == "test":
             return  # test is reported, never used to choose
-        if self.best is None or value > self.best[self.metric]:
-            self.best = {"epoch": epoch + 1, self.metric: value}
+        metric = self.kind.selection_metric
+        if self.best is None or value > self.best[metric]:
+            self.best = {"epoch": epoch + 1, metric: value}
             self.best_state = {k: v.clone().cpu() for k, v in self.model.tuned_state_dict().items()}
 
     def _state(self, next_epoch: int) -> dict[str, Any]:
@@ -284,10 +273,11 @@ class _Run:
     def _finish(self, seconds: float) -> dict[str, Any]:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state, strict=False)
+        metric = self.kind.selection_metric
         summary = {
             "selected_epoch": self.best["epoch"] if self.best else self.config.epochs,
-            "selected_by": f"{self.config.eval_split} {self.metric}" if self.best else "last epoch",
-            f"val_{self.metric}": self.best[self.metric] if self.best else None,
+            "selected_by": f"{self.config.eval_split} {metric}" if self.best else "last epoch",
+            f"val_{metric}": self.best[metric] if self.best else None,
             "train_seconds_this_session": round(seconds, 2),
             "features_cached": self.features_cached,
             "skipped_images": self.skipped_images,
@@ -313,9 +303,9 @@ def _compile_errors(compiling: bool) -> Iterator[None]:
         raise VptuneError(f"torch.compile failed ({reason}); run without --compile") from exc
 
 
-def _epoch_line(row: dict[str, Any]) -> str:
+def _epoch_line(row: dict[str, Any], kind: TaskType) -> str:
     parts = [f"epoch {row['epoch']}", f"loss {row['train_loss']:.4f}"]
-    for key in ("train_top1", "train_aAcc", "val_top1", "val_mIoU"):
+    for key in (f"train_{kind.train_accuracy}", f"val_{kind.selection_metric}"):
         if key in row:
             parts.append(f"{key.replace('_', ' ')} {row[key]:.4f}")
     return " | ".join(parts + [f"{row['seconds']:.0f}s"])

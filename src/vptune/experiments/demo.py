@@ -10,7 +10,7 @@ from pathlib import Path
 from ..data import prepare_task
 from ..engine import TrainConfig, evaluate_run, train
 from ..engine.evaluate import TASK_FILE
-from ..engine.checkpoint import CHECKPOINT
+from ..engine.train_state import CHECKPOINT
 
 TASK = "fashion-mnist"
 

@@ -1,6 +1,6 @@
 """Heads: one module per kind (classification on pooled features, segmentation on patch tokens), registered by name."""
 
-from .base import TASK_TYPES, Head, SegmentationHead, available_heads, get_head
+from .base import HEADS, Head, SegmentationHead, available_heads, get_head
 from . import linear, mlp, setr  # noqa: F401  (registration)
 
-__all__ = ["TASK_TYPES", "Head", "SegmentationHead", "available_heads", "get_head"]
+__all__ = ["HEADS", "Head", "SegmentationHead", "available_heads", "get_head"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -11,16 +9,11 @@ import torch
 from torch import nn
 
 from ..errors import HeadError
-from ..options import fill_options
+from ..option_fields import NoOptions, fill_options
+from ..registry import Registry
 
-TASK_TYPES = ("classification", "segmentation")
-
-_REGISTRY: dict[str, "Head"] = {}
-
-
-@dataclasses.dataclass
-class NoOptions:
-    """Options of a head that has none."""
+HEADS: Registry["Head"] = Registry("head", HeadError)
+register = HEADS.register
 
 
 class SegmentationHead(nn.Module, ABC):
@@ -72,21 +65,11 @@ class Head(ABC):
         """The head module for `backbone`; may fill options left to their automatic value."""
 
 
-def register(head_cls: type[Head]) -> type[Head]:
-    """Class decorator adding a head kind to the registry under its name."""
-    _REGISTRY[head_cls.name] = head_cls()
-    return head_cls
-
-
 def available_heads() -> list[str]:
     """Registered head kinds."""
-    return sorted(_REGISTRY)
+    return HEADS.names()
 
 
 def get_head(name: str) -> Head:
     """The head kind called `name`; HeadError with a suggestion otherwise."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=2)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise HeadError(f"unknown head '{name}'{hint} (available: {', '.join(available_heads())})")
+    return HEADS.get(name)

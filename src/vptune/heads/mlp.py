@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..errors import HeadError
 from .base import Head, register
 
 
 @dataclass
 class MlpOptions:
-    k: int = field(default=3, metadata={"help": "linear layers in all (k-1 hidden layers of the feature width)"})
+    k: int = field(default=3, metadata={"help": "linear layers in all (k-1 hidden layers of the feature width)", "min": 1})
 
 
 @register
@@ -21,10 +20,6 @@ class MlpHead(Head):
     task_type = "classification"
     Options = MlpOptions
     summary = "k linear layers (k-1 hidden layers of the feature width, ReLU) on the pooled features"
-
-    def validate(self, options: MlpOptions) -> None:
-        if isinstance(options.k, bool) or not isinstance(options.k, int) or options.k < 1:
-            raise HeadError(f"head 'mlp' needs k >= 1 as a whole number, got {options.k!r}")
 
     def build(self, backbone: nn.Module, num_classes: int, options: MlpOptions) -> nn.Module:
         # k linear layers in all, so k=1 is the linear head; the paper's Mlp-3 costs

@@ -34,14 +34,16 @@ AUX_BLOCKS_OF_24 = (10, 15, 20)
 
 @dataclass
 class SetrOptions:
-    channels: int = field(default=256, metadata={"help": "channels of the decoder convs"})
-    block: int | None = field(default=None, metadata={"help": "block the main decoder reads (1-based; default last)"})
+    channels: int = field(default=256, metadata={"help": "channels of the decoder convs", "min": 1})
+    block: int | None = field(
+        default=None, metadata={"help": "block the main decoder reads (1-based; default last)", "min": 1}
+    )
     aux_blocks: list[int] | None = field(
         default=None,
         metadata={"help": "blocks of the training-only auxiliary decoders (1-based; default depth*10/24, "
-                          "depth*15/24, depth*20/24 rounded; [] for none)"},
+                          "depth*15/24, depth*20/24 rounded; [] for none)", "min": 1},
     )
-    aux_weight: float = field(default=0.4, metadata={"help": "loss weight of each auxiliary decoder"})
+    aux_weight: float = field(default=0.4, metadata={"help": "loss weight of each auxiliary decoder", "min": 0})
 
 
 class UpDecoder(nn.Module):
@@ -111,12 +113,6 @@ class _Setr(Head):
     main: ClassVar[tuple[int, int, int]]
     aux: ClassVar[tuple[int, int, int]]
 
-    def validate(self, options: SetrOptions) -> None:
-        if isinstance(options.channels, bool) or not isinstance(options.channels, int) or options.channels < 1:
-            raise HeadError(f"head '{self.name}' needs channels >= 1 as a whole number, got {options.channels!r}")
-        if not isinstance(options.aux_weight, (int, float)) or options.aux_weight < 0:
-            raise HeadError(f"head '{self.name}' needs aux_weight >= 0, got {options.aux_weight!r}")
-
     def build(self, backbone: nn.Module, num_classes: int, options: SetrOptions) -> nn.Module:
         depth = len(getattr(backbone, "blocks", ()))
         if depth == 0 or not hasattr(backbone, "embed_dim"):
@@ -128,7 +124,7 @@ class _Setr(Head):
         if options.aux_blocks is None:
             options.aux_blocks = [max(1, round(depth * b / 24)) for b in AUX_BLOCKS_OF_24]
         for block in [options.block, *options.aux_blocks]:
-            if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= depth:
+            if block > depth:
                 raise HeadError(
                     f"head '{self.name}': block {block!r} is not a block number from 1 to {depth} (1-based)"
                 )

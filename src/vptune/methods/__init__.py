@@ -1,6 +1,8 @@
 """Tuning methods: one module each, registered by name."""
 
-from .base import Method, available_methods, get_method, options_from_text
+from .base import METHODS, Method, SharedPart, available_methods, get_method, options_from_text
 from . import adapter, bias, full, linear, lora, mlp, partial, sidetune, ssf, vpt  # noqa: F401  (registration)
+from .vpt import parse_block_range
 
-__all__ = ["Method", "available_methods", "get_method", "options_from_text"]
+__all__ = ["METHODS", "Method", "SharedPart", "available_methods", "get_method", "options_from_text",
+           "parse_block_range"]

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..model import TunedModel
 from ..prompts import require_family
-from .base import Method, register
+from .base import PRETRAINED_LRS, Method, register
 from .inject import add_output_module
 
 
 @dataclass
 class AdapterOptions:
-    reduction: int = 8
+    reduction: int = field(default=8, metadata={"help": "bottleneck width = block width // reduction", "min": 1})
 
 
 class Adapter(nn.Module):
@@ -44,14 +44,13 @@ class AdapterMethod(Method):
     name = "adapter"
     Options = AdapterOptions
     summary = "Pfeiffer adapters after the MLP of every transformer block (reduction rate r)"
-
-    def validate(self, options: AdapterOptions) -> None:
-        self.require_count("reduction", options.reduction, 1)
+    default_lr = 1e-3
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: AdapterOptions) -> None:
         backbone = model.backbone
         family = require_family(backbone, self.name, ("vit", "swin"), "for ConvNets use bias, partial-k or vpt-shallow")
-        blocks = backbone.blocks if family == "vit" else [b for stage in backbone.layers for b in stage.blocks]
-        for block in blocks:
+        for block in family.blocks(backbone):
             # Adapter(FFN output) + FFN output, then the block's own residual, as in the authors' code.
             add_output_module(block.mlp, "adapter", Adapter(block.mlp.fc2.out_features, options.reduction))

@@ -2,35 +2,61 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import torch
 
 from ..errors import MethodError
 from ..model import TunedModel
-from ..options import fill_options, typed_options
+from ..option_fields import fill_options, typed_options
+from ..registry import Registry
 
-_REGISTRY: dict[str, "Method"] = {}
+METHODS: Registry["Method"] = Registry("method", MethodError)
+register = METHODS.register
 _NUMBERED = re.compile(r"^(?P<base>[a-z]+)-(?P<k>\d+)$")
 
+# Learning rates the default sweep grid tries: methods whose updates are new tensors (prompts, heads,
+# a side network) take larger steps than methods that move pretrained weights (README "Sweeps").
+NEW_TENSOR_LRS = (1e-3, 5e-3, 1e-2)
+PRETRAINED_LRS = (1e-4, 5e-4, 1e-3)
 
-@dataclasses.dataclass
-class NoOptions:
-    """Options of a method that has none."""
+
+@dataclass(frozen=True)
+class SharedPart:
+    """What one task adds to a backbone forward it shares with other tasks' samples.
+
+    `prompts` are what its samples take into the backbone's batched forward (see the family's
+    `batched_forward`; for ViTs `prompts.vit.SharedPrompts`), None for none; `head` maps the
+    task's images and their shared pre-head features to its logits.
+    """
+
+    prompts: Any | None
+    head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Method(ABC):
     """A tuning method: its options, and which tensors it adds to and trains in a TunedModel.
 
-    Subclasses set `name`, an `Options` dataclass and implement `attach`. A method named
-    with `-k` (e.g. `partial-k`) is called as `partial-4`; `k` fills the option `k`.
+    Subclasses set `name`, an `Options` dataclass (limits declared in its fields' metadata,
+    see option_fields) and implement `attach`. A method named with `-k` (e.g. `partial-k`)
+    is called as `partial-4`; `k` fills the option `k`.
+
+    What a method is, it declares as class attributes: `default_lr`, the AdamW peak learning
+    rate when none is given (README "Default learning rates" has the runs behind the values);
+    `lr_grid`, the learning rates the default sweep grid tries; `changes_backbone`, whether it
+    trains or adds tensors inside the backbone (such a task cannot share a frozen backbone).
     """
 
     name: ClassVar[str]
     Options: ClassVar[type]
     summary: ClassVar[str] = ""
+    default_lr: ClassVar[float] = 5e-3
+    lr_grid: ClassVar[tuple[float, ...]] = NEW_TENSOR_LRS
+    changes_backbone: ClassVar[bool] = False
 
     def parse_options(self, given: dict[str, Any]) -> Any:
         """Options dataclass from keyword options; unknown names, wrong types and bad values raise MethodError."""
@@ -43,28 +69,28 @@ class Method(ABC):
         return typed_options(self.Options, given, "method", self.name, MethodError, text=text)
 
     def validate(self, options: Any) -> None:
-        """Raise MethodError for option values that cannot work."""
+        """Raise MethodError for option values that cannot work together (single values are checked by their limits)."""
 
-    def require_count(self, option: str, value: Any, minimum: int, example: str = "") -> None:
-        """Raise MethodError unless `value` is a whole number >= `minimum`."""
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            hint = f" (e.g. {example})" if example else ""
-            raise MethodError(f"{self.name} needs {option} >= {minimum} as a whole number{hint}, got {value!r}")
+    def shared_part(self, model: TunedModel) -> SharedPart | None:
+        """What a task of this method contributes to a backbone forward shared with other tasks, or None when
+        it needs a forward of its own.
+
+        Here: a task that leaves the backbone's tensors alone, adds no prompts and reads the
+        backbone's own pooling takes the shared features as they are into its side network (if
+        any) and head. Prompt methods override this to hand over their per-sample prompts.
+        """
+        if self.changes_backbone or model.prompt is not None or model.output != "cls":
+            return None
+        return SharedPart(None, model.classify)
 
     @abstractmethod
     def attach(self, model: TunedModel, options: Any) -> None:
         """Add this method's modules to `model` and mark exactly its tensors trainable."""
 
 
-def register(method_cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under its name."""
-    _REGISTRY[method_cls.name] = method_cls()
-    return method_cls
-
-
 def available_methods() -> list[str]:
     """Registered method names (numbered ones as `name-k`)."""
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def options_from_text(method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -74,11 +100,9 @@ def options_from_text(method: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def get_method(name: str) -> tuple[Method, dict[str, Any]]:
     """The method for `name` and the options its name implies (`partial-4` -> k=4)."""
-    if name in _REGISTRY:
-        return _REGISTRY[name], {}
+    if name in METHODS:
+        return METHODS.get(name), {}
     numbered = _NUMBERED.match(name)
-    if numbered and f"{numbered['base']}-k" in _REGISTRY:
-        return _REGISTRY[f"{numbered['base']}-k"], {"k": int(numbered["k"])}
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=2)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise MethodError(f"unknown method '{name}'{hint} (available: {', '.join(available_methods())})")
+    if numbered and f"{numbered['base']}-k" in METHODS:
+        return METHODS.get(f"{numbered['base']}-k"), {"k": int(numbered["k"])}
+    raise METHODS.unknown(name)

@@ -6,7 +6,8 @@ from torch import nn
 
 from ..errors import MethodError
 from ..model import TunedModel
-from .base import Method, NoOptions, register
+from ..option_fields import NoOptions
+from .base import PRETRAINED_LRS, Method, register
 
 
 def train_biases(backbone: nn.Module) -> None:
@@ -23,6 +24,9 @@ class Bias(Method):
     name = "bias"
     Options = NoOptions
     summary = "BitFit: tune every bias term of the backbone and the head"
+    default_lr = 1e-3
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: NoOptions) -> None:
         train_biases(model.backbone)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..model import TunedModel
-from .base import Method, NoOptions, register
+from ..option_fields import NoOptions
+from .base import PRETRAINED_LRS, Method, register
 
 
 @register
@@ -11,6 +12,9 @@ class Full(Method):
     name = "full"
     Options = NoOptions
     summary = "fine-tune every backbone tensor and the head"
+    default_lr = 1e-4
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: NoOptions) -> None:
         for param in model.backbone.parameters():

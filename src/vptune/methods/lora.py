@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import MethodError
 from ..model import FOLLOWS_TRAIN_MODE, TunedModel
-from .base import Method, register
+from .base import PRETRAINED_LRS, Method, register
 
 
 @dataclass
 class LoraOptions:
-    rank: int = 8
-    alpha: float = 8.0
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("qkv",)
+    rank: int = field(default=8, metadata={"help": "rank r of each low-rank update", "min": 1})
+    alpha: float = field(default=8.0, metadata={"help": "scaling: updates are multiplied by alpha / rank"})
+    dropout: float = field(
+        default=0.0, metadata={"help": "dropout on the LoRA branch's input", "min": 0.0, "below": 1.0}
+    )
+    target_modules: tuple[str, ...] = field(
+        default=("qkv",), metadata={"help": "names of the linear layers to adapt, e.g. [qkv, proj]"}
+    )
 
 
 @register
@@ -22,11 +26,11 @@ class Lora(Method):
     name = "lora"
     Options = LoraOptions
     summary = "low-rank updates (peft LoRA) of the attention qkv projections, or other linear layers"
+    default_lr = 1e-3
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def validate(self, options: LoraOptions) -> None:
-        self.require_count("rank", options.rank, 1)
-        if not 0.0 <= options.dropout < 1.0:
-            raise MethodError(f"lora dropout must be in [0, 1), got {options.dropout}")
         if not options.target_modules:
             raise MethodError(
                 "lora target_modules must be a list of module names (e.g. ['qkv', 'proj']), "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import MethodError
 from ..model import TunedModel
@@ -11,7 +11,7 @@ from .base import Method, register
 
 @dataclass
 class MlpOptions:
-    k: int = 3
+    k: int = field(default=3, metadata={"help": "linear layers in all, as mlp-k names them", "min": 1})
 
 
 @register
@@ -20,11 +20,8 @@ class Mlp(Method):
     Options = MlpOptions
     summary = "a k-layer MLP head (k-1 hidden layers of the feature width, ReLU) on frozen features"
 
-    def validate(self, options: MlpOptions) -> None:
-        self.require_count("k", options.k, 1, "mlp-3")
-
     def attach(self, model: TunedModel, options: MlpOptions) -> None:
-        if model.task_type != "classification":
+        if model.reads_blocks:
             raise MethodError(f"mlp-{options.k} is a classification head; head '{model.head_kind}' "
                               "segments, so use method linear to train that head alone")
         model.set_head("mlp", {"k": options.k})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from timm.models import group_parameters
 from torch import nn
 
 from ..errors import MethodError
 from ..model import TunedModel
-from .base import Method, register
+from .base import PRETRAINED_LRS, Method, register
 
 # Top-level timm modules after the last block: final norm, pooling and head parts.
 FINAL_MODULES = ("norm", "fc_norm", "attn_pool", "head")
@@ -17,7 +17,7 @@ FINAL_MODULES = ("norm", "fc_norm", "attn_pool", "head")
 
 @dataclass
 class PartialOptions:
-    k: int = 1
+    k: int = field(default=1, metadata={"help": "how many of the last blocks train, as partial-k names them", "min": 1})
 
 
 def backbone_blocks(backbone: nn.Module) -> list[list[str]]:
@@ -41,9 +41,9 @@ class Partial(Method):
     name = "partial-k"
     Options = PartialOptions
     summary = "tune the last k blocks, the final norm and the head (partial-1, partial-2, ...)"
-
-    def validate(self, options: PartialOptions) -> None:
-        self.require_count("k", options.k, 1, "partial-2")
+    default_lr = 1e-4
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: PartialOptions) -> None:
         blocks = backbone_blocks(model.backbone)

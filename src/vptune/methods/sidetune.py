@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from .base import Method, register
 
 @dataclass
 class SidetuneOptions:
-    width: int = 32
+    width: int = field(default=32, metadata={"help": "channels of the side network's first stage", "min": 1})
 
 
 class SideNetwork(nn.Module):
@@ -49,9 +49,6 @@ class Sidetune(Method):
     name = "sidetune"
     Options = SidetuneOptions
     summary = "a side network on the image, blended with the frozen features through a sigmoid gate"
-
-    def validate(self, options: SidetuneOptions) -> None:
-        self.require_count("width", options.width, 1)
 
     def attach(self, model: TunedModel, options: SidetuneOptions) -> None:
         in_channels = model.backbone.pretrained_cfg.get("input_size", (3,))[0]

@@ -7,7 +7,8 @@ from torch import nn
 
 from ..model import TunedModel
 from ..prompts import require_family
-from .base import Method, NoOptions, register
+from ..option_fields import NoOptions
+from .base import PRETRAINED_LRS, Method, register
 from .inject import add_output_module
 
 
@@ -31,6 +32,9 @@ class Ssf(Method):
     name = "ssf"
     Options = NoOptions
     summary = "scale-and-shift features after every linear layer, layer norm and the patch embedding"
+    default_lr = 1e-3
+    lr_grid = PRETRAINED_LRS
+    changes_backbone = True
 
     def attach(self, model: TunedModel, options: NoOptions) -> None:
         # As in the SSF paper's ViT and Swin: after the patch-embedding projection, every

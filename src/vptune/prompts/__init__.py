@@ -1,36 +1,24 @@
-"""Where prompts meet a backbone: ViT tokens, Swin windows, a ConvNet's pixel border."""
+"""Where prompts meet a backbone: ViT tokens, Swin windows, a ConvNet's pixel border, one family each."""
 
 from __future__ import annotations
 
 import torch
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from ..errors import MethodError
-from .conv import BorderPrompt, conv_features
-from .swin import SwinPrompt, swin_features
-from .vit import VitPrompt, is_vit, vit_block_maps, vit_features
-
-FAMILY_NAMES = {"vit": "ViT", "swin": "Swin", "conv": "ConvNet"}
-
-
-def backbone_family(backbone: nn.Module) -> str:
-    """`vit`, `swin`, `conv` (a timm model without a patch embedding) or `other`."""
-    if is_vit(backbone):
-        return "vit"
-    if isinstance(backbone, SwinTransformer):
-        return "swin"
-    if not hasattr(backbone, "patch_embed"):
-        return "conv"
-    return "other"
+from .family import FAMILIES, BackboneFamily, BatchedForward, PromptSettings, backbone_family
+from . import vit_family, swin, conv  # noqa: F401  (registration)
+from .conv import BorderPrompt
+from .swin import SwinPrompt
+from .vit import VitPrompt, vit_block_maps
 
 
-def require_family(backbone: nn.Module, method: str, families: tuple[str, ...], hint: str) -> str:
+def require_family(backbone: nn.Module, method: str, families: tuple[str, ...], hint: str) -> BackboneFamily:
     """The backbone's family; MethodError naming `hint` when `method` does not apply to it."""
     family = backbone_family(backbone)
-    if family not in families:
-        wanted = ", ".join(FAMILY_NAMES[f] for f in families)
-        kind = f"a {FAMILY_NAMES[family]}" if family in FAMILY_NAMES else "none of these"
+    if family is None or family.name not in families:
+        wanted = ", ".join(FAMILIES.get(name).label for name in families)
+        kind = f"a {family.label}" if family is not None else "none of these"
         raise MethodError(
             f"method '{method}' needs a timm backbone of family {wanted}; "
             f"{type(backbone).__name__} is {kind} ({hint})"
@@ -40,7 +28,8 @@ def require_family(backbone: nn.Module, method: str, families: tuple[str, ...], 
 
 def check_output_applies(backbone: nn.Module, output: str) -> None:
     """Raise MethodError for a final-output ablation the backbone has no tokens for."""
-    if output != "cls" and backbone_family(backbone) != "vit":
+    family = backbone_family(backbone)
+    if output != "cls" and (family is None or not family.reads_tokens):
         raise MethodError(
             f"output '{output}' reads ViT tokens; {type(backbone).__name__} has only its own pooling, "
             "use output='cls'"
@@ -54,15 +43,18 @@ def prompted_features(
 
     `checkpoint` recomputes each block in the backward pass to save memory.
     """
-    if isinstance(prompt, SwinPrompt):
-        return swin_features(backbone, images, prompt, checkpoint=checkpoint)
-    if isinstance(prompt, BorderPrompt):
-        return conv_features(backbone, images, prompt)
-    return vit_features(backbone, images, prompt, output, checkpoint=checkpoint)
+    family = backbone_family(backbone)
+    if family is None:
+        raise MethodError(f"{type(backbone).__name__} is no ViT, Swin or ConvNet; prompts cannot enter it")
+    return family.features(backbone, images, prompt, output, checkpoint=checkpoint)
 
 
 __all__ = [
+    "FAMILIES",
+    "BackboneFamily",
+    "BatchedForward",
     "BorderPrompt",
+    "PromptSettings",
     "SwinPrompt",
     "VitPrompt",
     "backbone_family",

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import MethodError
+from .family import FAMILIES, BackboneFamily, PromptSettings
 
 
 class BorderPrompt(nn.Module):
@@ -15,6 +16,8 @@ class BorderPrompt(nn.Module):
     code the strips live in [0, 1] pixel space (uniform init) and are normalised with the
     backbone's mean and std, so they start as plausible pixels next to normalised images.
     """
+
+    shares_batch = False  # the border changes the image itself
 
     def __init__(self, backbone: nn.Module, *, width: int, image_size: tuple[int, int]) -> None:
         super().__init__()
@@ -49,3 +52,26 @@ class BorderPrompt(nn.Module):
 def conv_features(backbone: nn.Module, images: torch.Tensor, prompt: BorderPrompt) -> torch.Tensor:
     """Pre-head features `(B, num_features)` of the backbone on the framed images."""
     return backbone.forward_head(backbone.forward_features(prompt(images)), pre_logits=True)
+
+
+@FAMILIES.register
+class ConvFamily(BackboneFamily):
+    """ConvNets (timm models without a patch embedding): prompts are a learnable pixel border."""
+
+    name = "conv"
+    label = "ConvNet"
+    default_prompts = 5  # border pixels, the paper's p
+
+    def matches(self, backbone: nn.Module) -> bool:
+        return not hasattr(backbone, "patch_embed")
+
+    def features(
+        self, backbone: nn.Module, images: torch.Tensor, prompt: nn.Module | None, output: str, *, checkpoint: bool
+    ) -> torch.Tensor:
+        return conv_features(backbone, images, prompt)
+
+    def vpt_prompt(self, backbone: nn.Module, settings: PromptSettings) -> tuple[BorderPrompt, PromptSettings]:
+        self.refuse_vit_options(backbone, settings)
+        if settings.dropout:
+            raise MethodError("prompt_dropout acts on prompt tokens; a ConvNet's border prompt has none")
+        return BorderPrompt(backbone, width=settings.num_prompts, image_size=settings.image_size), settings

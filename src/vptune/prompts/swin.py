@@ -13,9 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from timm.models.swin_transformer import SwinTransformerBlock, WindowAttention, window_partition, window_reverse
+from timm.models.swin_transformer import (SwinTransformer, SwinTransformerBlock, WindowAttention, window_partition,
+                                         window_reverse)
 from torch import nn
 
+from .family import FAMILIES, BackboneFamily, PromptSettings
 from .vit import init_prompts
 
 
@@ -26,6 +28,8 @@ class SwinPrompt(nn.Module):
     Shallow: one set `(1, num_prompts, dim_0)` entering the first block; its outputs travel
     through the first stage. Init: uniform(-v, v), `v = sqrt(6 / (3 * patch_h * patch_w + dim_s))`.
     """
+
+    shares_batch = False  # Swin has no forward shared by several tasks' samples
 
     def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, dropout: float = 0.0) -> None:
         super().__init__()
@@ -131,3 +135,28 @@ def _attention(
         bias = bias.reshape(batch_windows, attn.num_heads, length, length)
     x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0)
     return attn.proj_drop(attn.proj(x.transpose(1, 2).reshape(batch_windows, length, -1)))
+
+
+@FAMILIES.register
+class SwinFamily(BackboneFamily):
+    """timm SwinTransformers: prompts copied into every attention window."""
+
+    name = "swin"
+    label = "Swin"
+    default_prompts = 10
+
+    def matches(self, backbone: nn.Module) -> bool:
+        return isinstance(backbone, SwinTransformer)
+
+    def features(
+        self, backbone: nn.Module, images: torch.Tensor, prompt: nn.Module | None, output: str, *, checkpoint: bool
+    ) -> torch.Tensor:
+        return swin_features(backbone, images, prompt, checkpoint=checkpoint)
+
+    def blocks(self, backbone: nn.Module) -> list[nn.Module]:
+        return [block for stage in backbone.layers for block in stage.blocks]
+
+    def vpt_prompt(self, backbone: nn.Module, settings: PromptSettings) -> tuple[SwinPrompt, PromptSettings]:
+        self.refuse_vit_options(backbone, settings)
+        prompt = SwinPrompt(backbone, num_prompts=settings.num_prompts, deep=settings.deep, dropout=settings.dropout)
+        return prompt, settings

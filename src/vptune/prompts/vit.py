@@ -74,6 +74,16 @@ class VitPrompt(nn.Module):
         """Tokens the prompts add to the sequence (0 for `add` and `concat-channel`)."""
         return self.embeddings.shape[1] if self.location in ("prepend", "prepend-pixel") else 0
 
+    @property
+    def shares_batch(self) -> bool:
+        """Whether these prompts can enter a batch shared with other tasks' samples (`SharedPrompts`):
+        prompts prepended to the tokens can; the location ablations change every token or the image."""
+        return self.location == "prepend"
+
+    def tokens(self, count: int) -> torch.Tensor:
+        """Prompt tokens `(count, p, embed_dim)` of the first `count` prompted blocks (location `prepend`)."""
+        return self.dropout(self.proj(self.embeddings[:count]))
+
     def block_tokens(self, index: int, batch: int, backbone: nn.Module) -> torch.Tensor:
         """Prompt tokens `(batch, p, embed_dim)` for prompted block `index` (0 = first_block)."""
         if self.location == "prepend-pixel":
@@ -122,6 +132,31 @@ class VitPrompt(nn.Module):
         channel = self.embeddings.unsqueeze(0).expand(images.shape[0], -1, -1, -1)
         x = patch_embed.proj(images) + F.conv2d(channel, weight, stride=patch_embed.proj.stride)
         return patch_embed.norm(x.flatten(2).transpose(1, 2))
+
+
+class SharedPrompts(Protocol):
+    """What one task's prompts give a ViT forward shared with other tasks' samples (prompts/vit_samples.py).
+
+    Blocks `first_block..last_block` (0-based) take `num_prompts` tokens each, prepended after
+    the prefix tokens: `tokens(count)` are those of the first `count` prompted blocks, used as
+    keys and values where the next block replaces their outputs; `block_tokens` are the tokens
+    whose outputs travel on (shallow prompts, the end of a block range). `VitPrompt` is one;
+    a method that computes its tokens another way (e.g. from a transform of learned values)
+    implements the same members and is served mixed unchanged. A contribution of another kind
+    (e.g. key/value vectors appended to each attention after its qkv projection) is a further
+    member mixed per sample here and in vit_samples.py / vit_fast.py; serving only hands each
+    task's `SharedPart.prompts` to the family's batched forward, so it does not change.
+    """
+
+    first_block: int
+    last_block: int
+
+    @property
+    def num_prompts(self) -> int: ...
+
+    def tokens(self, count: int) -> torch.Tensor: ...
+
+    def block_tokens(self, index: int, batch: int, backbone: nn.Module) -> torch.Tensor: ...
 
 
 class BlockPrompts(Protocol):

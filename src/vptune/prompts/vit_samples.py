@@ -14,11 +14,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .vit import VitPrompt
+from .vit import SharedPrompts, reads_only_cls, vit_features
 
 
 class SamplePrompts:
-    """Per-sample `VitPrompt`s (location `prepend`) for one batch of `batch` samples.
+    """Per-sample prompts of several tasks (`SharedPrompts`, e.g. `VitPrompt`s at location `prepend`) for
+    one batch of `batch` samples.
 
     `groups` pairs each task's prompt with the indices of its samples; samples in no group
     get no prompts. `cls_only` must say whether the forward computes only [CLS] in its last
@@ -29,11 +30,8 @@ class SamplePrompts:
     """
 
     def __init__(
-        self, groups: list[tuple[VitPrompt, torch.Tensor]], batch: int, depth: int, *, cls_only: bool
+        self, groups: list[tuple[SharedPrompts, torch.Tensor]], batch: int, depth: int, *, cls_only: bool
     ) -> None:
-        for prompt, _ in groups:
-            if prompt.location != "prepend":
-                raise ValueError(f"per-sample prompts take location 'prepend', not '{prompt.location}'")
         self.groups = groups
         self.batch = batch
         # Blocks [first, stop) where a task's prompts give keys and values only; at `stop` (when
@@ -98,7 +96,7 @@ class SamplePrompts:
 
 
 def _key_value_table(
-    groups: list[tuple[VitPrompt, torch.Tensor]], spans: list[tuple[int, int]], batch: int, depth: int
+    groups: list[tuple[SharedPrompts, torch.Tensor]], spans: list[tuple[int, int]], batch: int, depth: int
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor, list[tuple[int, bool]]]:
     """Every task's key/value prompt tokens by block, zero-padded, and who reads which row.
 
@@ -118,13 +116,26 @@ def _key_value_table(
         per_block.append((used, all(counts.get(row, 0) == used for row in present)))
     if width == 0:
         return None, owner, per_block
-    first_prompt = groups[0][0].embeddings
-    tokens, live = None, torch.zeros(len(groups) + 1, depth, width, dtype=torch.bool, device=first_prompt.device)
+    tokens = live = None
     for row, ((prompt, _), (first, stop)) in enumerate(zip(groups, spans)):
         if stop > first:
-            own = prompt.dropout(prompt.proj(prompt.embeddings[: stop - first]))
+            own = prompt.tokens(stop - first)
             if tokens is None:
                 tokens = own.new_zeros(len(groups) + 1, depth, width, own.shape[-1])
+                live = torch.zeros(len(groups) + 1, depth, width, dtype=torch.bool, device=own.device)
             tokens[row, first:stop, :own.shape[1]] = own
             live[row, first:stop, :own.shape[1]] = True
-    return (tokens, live), owner.to(first_prompt.device), per_block
+    return (tokens, live), owner.to(tokens.device), per_block
+
+
+def shared_features(backbone: nn.Module, images: torch.Tensor, groups: list[tuple[SharedPrompts | None, torch.Tensor]]
+                    ) -> torch.Tensor:
+    """Pre-head [CLS] features `(B, num_features)` of a batch mixing tasks, each sample with its task's prompts.
+
+    `groups` pairs each task's prompts (None: none) with the rows of its samples.
+    """
+    prompted = [(prompts, rows) for prompts, rows in groups if prompts is not None]
+    mixed = None
+    if prompted:
+        mixed = SamplePrompts(prompted, len(images), len(backbone.blocks), cls_only=reads_only_cls(backbone, "cls"))
+    return vit_features(backbone, images, mixed, "cls")

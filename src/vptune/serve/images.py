@@ -20,7 +20,8 @@ ImageInput = Union[str, os.PathLike, bytes, Image.Image, torch.Tensor]
 
 @dataclass(frozen=True)
 class Prediction:
-    """One of an image's top-k classes: its name, index and softmax probability."""
+    """One of an image's top-k classes: its name, index and score (its task type's: a softmax probability,
+    or for multi-label tasks the class's own sigmoid probability)."""
 
     label: str
     index: int
@@ -55,10 +56,9 @@ def prepare_image(image: ImageInput, spec: InputSpec) -> torch.Tensor:
     raise DataError(f"cannot read an image from {type(image).__name__}; pass a path, bytes, a PIL image or a CHW tensor")
 
 
-def best_classes(logits: torch.Tensor, class_names: list[str], k: int) -> list[Prediction]:
-    """The `k` most probable classes of one logit vector, best first; VptuneError unless k >= 1."""
+def best_classes(scores: torch.Tensor, class_names: list[str], k: int) -> list[Prediction]:
+    """The `k` best-scored classes of one score vector (`TaskType.scores`), best first; VptuneError unless k >= 1."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise VptuneError(f"top_k must be a whole number >= 1, got {k!r}")
-    probs = logits.float().softmax(dim=-1)
-    best = probs.topk(min(k, probs.shape[-1]))
+    best = scores.topk(min(k, scores.shape[-1]))
     return [Prediction(class_names[i], i, p) for p, i in zip(best.values.tolist(), best.indices.tolist())]

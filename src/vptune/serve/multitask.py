@@ -1,10 +1,10 @@
 """Many tasks on one frozen backbone: a batch mixes tasks, one backbone forward serves them all.
 
-Tasks that leave the backbone's weights alone and read its [CLS] pooling (linear, mlp-k,
-sidetune, vpt-shallow / vpt-deep with prepended prompts, any prompt count or block range)
-share one forward of the backbone: per-sample prompts at every prompted block, padded
-slots masked out of attention (prompts/vit_samples.py), then per-sample heads. The rest
-run as per-task sub-batches through the task's own model (see `TaskInfo.shared`).
+Each task's method says what it contributes to a forward shared with other tasks
+(`Method.shared_part`: per-sample prompts, then its own head), and the backbone's family
+supplies that batched forward (`model.batched_forward`: for ViTs per-sample prompts at every
+prompted block, padded slots masked out of attention). Tasks whose method needs a forward of
+its own run as per-task sub-batches through the task's own model (see `TaskInfo.shared`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from torch import nn
 
 from ..backbones import build_backbone, fingerprint
 from ..errors import TaskFileError, VptuneError
-from ..model import TunedModel
+from ..methods import SharedPart, get_method
+from ..model import TunedModel, batched_forward
 from ..persistence import load, read_description
-from ..prompts import backbone_family
-from ..prompts.vit import VitPrompt, reads_only_cls, vit_features
-from ..prompts.vit_fast import handles_rows
-from ..prompts.vit_samples import SamplePrompts
+from ..tasks import TaskType, get_task_type
 from .images import ImageInput, Prediction, best_classes, prepare_image
 
 # What a broken file or a mismatched description raises while it is read and rebuilt.
@@ -65,6 +63,7 @@ class MultiTask:
             self._set_backbone(backbone)
         self._models: dict[str, TunedModel] = {}
         self._tasks: dict[str, TaskInfo] = {}
+        self._parts: dict[str, SharedPart] = {}
 
     @property
     def tasks(self) -> dict[str, TaskInfo]:
@@ -87,7 +86,10 @@ class MultiTask:
                 reason = " ".join(str(exc).split()) or type(exc).__name__
                 raise TaskFileError(f"cannot add task '{name}' from '{file}': {reason}") from exc
         self._models[name] = model.to(self.device).eval()
-        info = TaskInfo(name, model.config["method"], list(model.class_names), size, file, self._shares(model))
+        part = self._shared_part(model)
+        if part is not None:
+            self._parts[name] = part
+        info = TaskInfo(name, model.config["method"], list(model.class_names), size, file, part is not None)
         self._tasks[name] = info
         return info
 
@@ -95,6 +97,7 @@ class MultiTask:
         """Unload task `name`; TaskFileError if there is none."""
         self._require([name])
         del self._models[name], self._tasks[name]
+        self._parts.pop(name, None)
 
     def model(self, name: str) -> TunedModel:
         """Task `name`'s own model (its prompts and head; for a sub-batched task, its whole forward)."""
@@ -135,14 +138,16 @@ class MultiTask:
     def predict(
         self, images: Sequence[ImageInput], task_names: Sequence[str], top_k: int = 5
     ) -> list[list[Prediction]]:
-        """The `top_k` classes of each image for its task, best first, with softmax probabilities."""
+        """The `top_k` classes of each image for its task, best first, with its task type's scores
+        (softmax probabilities; sigmoid per class for multi-label tasks)."""
         if len(images) != len(task_names):
             raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
         if not images:
             return []
         batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
         logits = self.logits(batch, task_names)
-        return [best_classes(row, self._models[name].class_names, top_k) for row, name in zip(logits, task_names)]
+        return [best_classes(self._kind(name).scores(row), self._models[name].class_names, top_k)
+                for row, name in zip(logits, task_names)]
 
     def _shared_logits(self, batch: torch.Tensor, groups: dict[str, torch.Tensor], out: list) -> None:
         # The shared tasks' samples, in one batch; each group's rows are positions in it.
@@ -152,17 +157,9 @@ class MultiTask:
         for name, rows in groups.items():
             local[name] = torch.arange(start, start + len(rows), device=self.device)
             start += len(rows)
-        prompted = [(self._models[n].prompt, local[n]) for n in groups if self._models[n].prompt is not None]
-        prompts = None
-        if prompted:
-            cls_only = reads_only_cls(self.backbone, "cls")
-            prompts = SamplePrompts(prompted, len(order), len(self.backbone.blocks), cls_only=cls_only)
-        features = vit_features(self.backbone, images, prompts, "cls")
+        features = self._batched(images, [(self._parts[name].prompts, local[name]) for name in groups])
         for name, rows in groups.items():
-            model, mine = self._models[name], features[local[name]]
-            if model.side is not None:
-                mine = model.side(images[local[name]], mine)
-            _scatter(out, rows, model.head(mine))
+            _scatter(out, rows, self._parts[name].head(images[local[name]], features[local[name]]))
 
     def _load(self, path: Path) -> TunedModel:
         description = read_description(path)
@@ -175,9 +172,8 @@ class MultiTask:
             )
             weights = fingerprint(backbone)
         self._check_weights(f"'{path}'", description["backbone"], description["backbone_fingerprint"], weights)
-        with safe_open(str(path), framework="pt") as handle:
-            # A method that trains or injects backbone tensors gets its own copy of the backbone.
-            own = any(key.startswith("backbone.") for key in handle.keys())
+        # A method that trains or injects backbone tensors gets its own copy of the backbone.
+        own = get_method(description["method"])[0].changes_backbone
         model = load(path, copy.deepcopy(backbone) if own else backbone, backbone_fingerprint=weights)
         if own:
             _share_frozen_tensors(model.backbone, backbone)
@@ -201,7 +197,7 @@ class MultiTask:
         self.backbone = backbone.to(self.device).eval()
         self.fingerprint = weights or fingerprint(backbone)
         # The shared forward needs ViT blocks it can compute row by row with a key mask.
-        self._vit = backbone_family(backbone) == "vit" and all(handles_rows(b) for b in backbone.blocks)
+        self._batched = batched_forward(backbone)
 
     def _check_weights(self, what: str, backbone_id: str, theirs: str, ours: str) -> None:
         if theirs != ours:
@@ -210,9 +206,14 @@ class MultiTask:
                 f"has weights {ours}; serve it with a MultiTask of its own backbone"
             )
 
-    def _shares(self, model: TunedModel) -> bool:
-        prompt_fits = model.prompt is None or (isinstance(model.prompt, VitPrompt) and model.prompt.location == "prepend")
-        return self._vit and not _changes_backbone(model) and model.output == "cls" and prompt_fits
+    def _shared_part(self, model: TunedModel) -> SharedPart | None:
+        """What the task adds to the shared batched forward, or None when it runs as its own sub-batch."""
+        if self._batched is None:
+            return None
+        return get_method(model.config["method"])[0].shared_part(model)
+
+    def _kind(self, name: str) -> TaskType:
+        return get_task_type(self._models[name].task_type)
 
     def _require(self, names: Sequence[str]) -> None:
         unknown = sorted(set(names) - set(self._tasks))
@@ -228,7 +229,7 @@ def _scatter(out: list, rows: torch.Tensor, logits: torch.Tensor) -> None:
 
 def _changes_backbone(model: TunedModel) -> bool:
     """Whether the model's method trains or adds tensors inside its backbone."""
-    return any(name.startswith("backbone.") for name in model.tuned_state_dict())
+    return get_method(model.config["method"])[0].changes_backbone
 
 
 def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:
@@ -247,5 +248,5 @@ def _tensor_bytes(model: TunedModel) -> int:
 
 
 def _require_classifier(what: str, task_type: str) -> None:
-    if task_type != "classification":
-        raise TaskFileError(f"{what} is a {task_type} task; MultiTask serves classification tasks only")
+    if not get_task_type(task_type).scores_classes:
+        raise TaskFileError(f"{what} is a {task_type} task; MultiTask serves tasks that score classes per image")

@@ -10,6 +10,7 @@ import torch
 from ..errors import VptuneError
 from ..model import TunedModel
 from ..persistence import load
+from ..tasks import get_task_type
 from .images import ImageInput, Prediction, best_classes, prepare_image
 
 
@@ -23,7 +24,8 @@ class Predictor:
 
     def __init__(self, model_or_path: TunedModel | str | os.PathLike, *, device: str | torch.device = "cpu") -> None:
         model = model_or_path if isinstance(model_or_path, TunedModel) else load(model_or_path)
-        if model.task_type != "classification":
+        self.kind = get_task_type(model.task_type)
+        if not self.kind.scores_classes:
             raise VptuneError(f"Predictor classifies images; this model is a {model.task_type} task")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -44,5 +46,6 @@ class Predictor:
         return self.model(batch).float().cpu()
 
     def predict(self, images: Sequence[ImageInput], top_k: int = 5) -> list[list[Prediction]]:
-        """The `top_k` classes of each image, best first, with softmax probabilities."""
-        return [best_classes(row, self.class_names, top_k) for row in self.logits(images)]
+        """The `top_k` classes of each image, best first, with their scores (softmax probabilities; for
+        multi-label tasks each class's sigmoid probability, a class counting as present above 0.5)."""
+        return [best_classes(self.kind.scores(row), self.class_names, top_k) for row in self.logits(images)]

@@ -10,7 +10,7 @@ MAX_ITEMS = 256
 class Prediction(BaseModel):
     label: str = Field(description="class name")
     index: int = Field(description="class index in the task's head")
-    score: float = Field(description="softmax probability")
+    score: float = Field(description="softmax probability (multi-label tasks: the class's sigmoid probability)")
 
 
 class TaskSummary(BaseModel):

@@ -11,17 +11,13 @@ import yaml
 
 from ...engine import TrainConfig, train
 from ...errors import VptuneError
-from ...methods import get_method
-
-# Methods that move pretrained weights (or sit inside the backbone) take smaller steps than
-# those that train only new prompts, heads or a side network.
-BACKBONE_METHODS = frozenset({"full", "partial-k", "bias", "adapter", "lora", "ssf"})
+from ...methods import get_method, parse_block_range
 
 # The authors' grid (shared/vpt-notes.md): SGD with momentum 0.9, lr scaled by batch/256.
 PAPER_LRS = [50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05]
 PAPER_WEIGHT_DECAYS = [0.01, 0.001, 0.0001, 0.0]
-# A reduced AdamW grid that a CPU can afford (README "Sweeps" has the runs behind it).
-DEFAULT_LRS = {"new": [1e-3, 5e-3, 1e-2], "backbone": [1e-4, 5e-4, 1e-3]}
+# A reduced AdamW grid that a CPU can afford (README "Sweeps" has the runs behind it): each
+# method's own `lr_grid` x these weight decays.
 DEFAULT_WEIGHT_DECAYS = [1e-4, 0.0]
 
 GRID_NAMES = ("default", "paper")
@@ -33,8 +29,8 @@ def named_grid(name: str, method: str) -> tuple[dict[str, Any], dict[str, list[A
         return {"optimizer": "sgd", "momentum": 0.9, "scale_lr": True}, {
             "lr": list(PAPER_LRS), "weight_decay": list(PAPER_WEIGHT_DECAYS)}
     if name == "default":
-        family = "backbone" if get_method(method)[0].name in BACKBONE_METHODS else "new"
-        return {"optimizer": "adamw"}, {"lr": list(DEFAULT_LRS[family]), "weight_decay": list(DEFAULT_WEIGHT_DECAYS)}
+        lrs = get_method(method)[0].lr_grid
+        return {"optimizer": "adamw"}, {"lr": list(lrs), "weight_decay": list(DEFAULT_WEIGHT_DECAYS)}
     raise VptuneError(f"unknown grid '{name}'; named grids: {', '.join(GRID_NAMES)}")
 
 
@@ -63,19 +59,8 @@ def parse_grid_item(item: str) -> tuple[str | None, str, list[Any]]:
         raise VptuneError(f"grid values take [METHOD:]KEY=V1,V2 (e.g. lr=0.01,0.001), got '{item}'")
     parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
     if key == "deep_blocks":
-        parsed = [block_range(v) for v in parsed]
+        parsed = [parse_block_range(v) for v in parsed]
     return method or None, key, parsed
-
-
-def block_range(value: Any) -> list[int]:
-    """'1-6', '1,6' or [1, 6] -> [1, 6] (a `deep_blocks` range)."""
-    parts = value.replace(",", "-").split("-") if isinstance(value, str) else value
-    if isinstance(parts, list) and len(parts) == 2:
-        try:
-            return [int(p) for p in parts]
-        except (TypeError, ValueError):
-            pass
-    raise VptuneError(f"--deep-blocks takes I-J (e.g. 1-6), got '{value}'")
 
 
 def run_grid(base: TrainConfig, grid: dict[str, list[Any]], out: str | Path) -> list[dict[str, Any]]:

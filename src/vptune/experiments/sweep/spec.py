@@ -26,8 +26,8 @@ from typing import Any
 
 from ...engine import TrainConfig
 from ...errors import VptuneError
-from ...methods import get_method
-from .grid import block_range, named_grid
+from ...methods import get_method, parse_block_range
+from .grid import named_grid
 
 SELECT_RULES = ("last-epoch", "best-epoch")
 LAUNCHERS = ("local", "ray")
@@ -139,7 +139,7 @@ def _settings(values: dict[str, Any], where: str) -> dict[str, Any]:
     if bad:
         raise VptuneError(f"{', '.join(bad)} in {where} is set by the sweep for each trial; remove it")
     if isinstance(values.get("deep_blocks"), str):
-        values = {**values, "deep_blocks": block_range(values["deep_blocks"])}
+        values = {**values, "deep_blocks": parse_block_range(values["deep_blocks"])}
     return dict(values)
 
 
@@ -153,7 +153,7 @@ def _axes(values: Any, where: str) -> dict[str, list[Any]]:
         options = options if isinstance(options, list) else [options]
         if key == "deep_blocks":
             # One range given as [i, j], or ranges written I-J.
-            options = [options] if options and isinstance(options[0], int) else [block_range(o) for o in options]
+            options = [options] if options and isinstance(options[0], int) else [parse_block_range(o) for o in options]
         if not options:
             raise VptuneError(f"{where} '{key}' has no values")
         axes[key] = options

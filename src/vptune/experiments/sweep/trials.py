@@ -20,18 +20,20 @@ from typing import Any
 from ...backbones import build_backbone
 from ...data import load_split
 from ...engine import TrainConfig, evaluate_run, train
-from ...engine.checkpoint import CHECKPOINT
-from ...engine.config import default_lr
+from ...engine.train_state import CHECKPOINT
 from ...engine.evaluate import TASK_FILE, run_config
-from ...engine.loaders import default_splits, full_train_split, is_segmentation, task_format
+from ...engine.resolve import resolved_lr
 from ...engine.trainer import RUNTIME_KEYS
 from ...errors import TrainingError, VptuneError
 from ...files import atomic_write
 from .grid import grid_points
+from ...tasks import get_task_type, task_type_of
 from .spec import MethodSpec, SweepSpec, TaskSpec, split_options
 
 RESULT = "result.json"
 STAGES = ("tune", "final")
+# Sweeps select on validation top-1 (`selection.py`), so they run classification tasks.
+SWEPT = get_task_type("classification")
 
 
 @dataclass
@@ -74,11 +76,11 @@ def tune_trials(spec: SweepSpec) -> list[Trial]:
     """Every grid point of every task x method x ablation value, trained on the tuning split."""
     trials = []
     for task in spec.tasks:
-        fmt = task_format(spec.data, task.name)
-        if is_segmentation(fmt):
-            raise VptuneError(f"task '{task.name}' is a segmentation task; vptune sweep runs classification tasks "
-                              "(tune segmentation with vptune train, choosing on val mIoU)")
-        train_split, eval_split = default_splits(fmt)
+        kind, layout = task_type_of(spec.data, task.name)
+        if kind is not SWEPT:
+            raise VptuneError(f"task '{task.name}' is a {kind.name} task; vptune sweep runs {SWEPT.name} tasks "
+                              f"(tune {kind.name} with vptune train, choosing on val {kind.selection_metric})")
+        train_split, eval_split = kind.default_splits(layout)
         seed = spec.settings.get("seed", 0)
         for method in spec.methods:
             for vary in grid_points(method.vary):
@@ -96,7 +98,8 @@ def final_trials(spec: SweepSpec, chosen: list[Trial]) -> list[Trial]:
     methods = {m.name: m for m in spec.methods}
     trials = []
     for choice in chosen:
-        split = full_train_split(task_format(spec.data, choice.task))
+        kind, layout = task_type_of(spec.data, choice.task)
+        split = kind.full_train_split(layout)
         for seed in range(spec.seeds):
             config = _config(spec, by_name[choice.task], methods[choice.method], choice.setting, seed, split, "",
                              "final")
@@ -113,7 +116,7 @@ def _config(spec: SweepSpec, task: TaskSpec, method: MethodSpec, setting: dict[s
     fields, options = split_options({**spec.settings, **method.settings, **setting})
     values = {**fields, "method_options": options, "data": spec.data, "task": task.name, "method": method.name,
               "seed": seed, "train_split": train_split, "eval_split": eval_split, "quiet": True}
-    values["lr"] = values.get("lr") or default_lr(method.name)
+    values["lr"] = resolved_lr(values.get("lr"), method.name, SWEPT)
     config = TrainConfig.from_dict(values).to_dict()
     config["out"] = str(Path(spec.out) / "runs" / task.name / method.name / trial_id(config))
     return config

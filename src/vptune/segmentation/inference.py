@@ -5,16 +5,22 @@ apart (the last window of a row or column flush with the border) and averages
 the logits where windows overlap; a side shorter than `crop` is padded for the
 model and cut back after. `segment` adds the resize of the logits to the
 original mask size and, with several `scales` and/or `flip`, averages the
-softmax over every scale and flip, as mmseg's test-time augmentation.
+softmax over every scale and flip, as mmseg's test-time augmentation. `predict_mask`
+segments one image file's worth of pixels for `vptune predict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+
+from ..data.transforms import InputSpec
+from .transforms import SegTransform
 
 # mmseg's ADE20K sliding window: crop 512, stride 341 (two thirds).
 STRIDE_FRACTION = 2 / 3
@@ -77,6 +83,18 @@ def segment(
             probs = logits.softmax(0)
             total = probs if total is None else total + probs
     return total / (len(scales) * (2 if flip else 1))
+
+
+@torch.no_grad()
+def predict_mask(model: nn.Module, image: Image.Image, spec: InputSpec, device: torch.device) -> np.ndarray:
+    """Class ids `(H, W)` of an RGB image at its own size: evaluation transform, single-scale sliding windows."""
+    prepared = SegTransform(spec.img_size, spec.mean, spec.std, train=False).eval_image(image)
+    was_training = model.training
+    model.eval()
+    scores = segment(model, prepared.to(device), (image.height, image.width), spec.img_size,
+                     default_stride(spec.img_size))
+    model.train(was_training)
+    return scores.argmax(0).cpu().numpy().astype(np.uint8)
 
 
 def _starts(length: int, crop: int, stride: int) -> list[int]:

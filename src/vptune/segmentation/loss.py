@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data import IGNORE_INDEX
+from .formats import IGNORE_INDEX
 
 
 def pixel_cross_entropy(

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import IGNORE_INDEX
-from ..errors import VptuneError
+from .formats import IGNORE_INDEX
 
 
 def intersect_and_union(
@@ -37,32 +36,17 @@ def _histogram(values: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.bincount(values.flatten().cpu(), minlength=num_classes)
 
 
-class SegmentationMeter:
-    """Accumulates the per-class areas of a split batch by batch; `compute()` gives the metrics."""
-
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.areas = torch.zeros(4, num_classes, dtype=torch.int64)
-        self.images = 0
-
-    def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
-        """Add predicted class maps `(B, H, W)` (argmax of the logits) and their labels `(B, H, W)`."""
-        if pred.shape != label.shape:
-            raise VptuneError(f"predictions {tuple(pred.shape)} and labels {tuple(label.shape)} differ in shape")
-        self.areas += torch.stack(intersect_and_union(pred, label, self.num_classes, self.ignore_index))
-        self.images += pred.shape[0] if pred.dim() == 3 else 1
-
-    def compute(self) -> dict[str, float | int | list[float]]:
-        """`aAcc`, `mIoU`, `mAcc` (NaN-skipping means), per-class `IoU` and `Acc` lists, and `n` images."""
-        intersect, union, _, label = self.areas.double()
-        iou = intersect / union
-        acc = intersect / label
-        return {
-            "n": self.images,
-            "aAcc": float(intersect.sum() / label.sum()),
-            "mIoU": float(iou.nanmean()),
-            "mAcc": float(acc.nanmean()),
-            "IoU": iou.tolist(),
-            "Acc": acc.tolist(),
-        }
+def metrics_from_areas(areas: torch.Tensor, images: int) -> dict[str, float | int | list[float]]:
+    """`aAcc`, `mIoU`, `mAcc` (NaN-skipping means), per-class `IoU` and `Acc` lists and `n` images, from the
+    split's summed areas `(4, num_classes)` (intersection, union, prediction, label)."""
+    intersect, union, _, label = areas.double()
+    iou = intersect / union
+    acc = intersect / label
+    return {
+        "n": images,
+        "aAcc": float(intersect.sum() / label.sum()),
+        "mIoU": float(iou.nanmean()),
+        "mAcc": float(acc.nanmean()),
+        "IoU": iou.tolist(),
+        "Acc": acc.tolist(),
+    }

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from vptune.data.seg_formats import SegSplit, load_pair
-from vptune.data.seg_transforms import SegTransform
+from .formats import SegSplit, load_pair
+from .transforms import SegTransform
 
 
 class SegDataset(Dataset):

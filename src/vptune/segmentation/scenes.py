@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vptune.data.real_tasks import FASHION_MNIST_CLASSES, fashion_mnist_arrays
-from vptune.data.synthetic_tasks import BACKGROUND, CLEVR_COLOURS, SHAPES_SIZE, draw_shape
-from vptune.errors import DataError
+from ..data.real_tasks import FASHION_MNIST_CLASSES, fashion_mnist_arrays
+from ..data.synthetic_tasks import BACKGROUND, CLEVR_COLOURS, SHAPES_SIZE, draw_shape
+from ..errors import DataError
 
 SEG_SPLITS = ("train", "val", "test")
 SEG_SPLIT_SIZES = {"train": 800, "val": 200, "test": 500}

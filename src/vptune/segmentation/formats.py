@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vptune.data.dataset import load_rgb
-from vptune.data.formats import IMAGE_EXTENSIONS, resolve_task_dir
-from vptune.data.seg_classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
-from vptune.data.transforms import SEG_PROTOCOLS
-from vptune.errors import DataError
+from ..data.dataset import load_rgb
+from ..data.formats import IMAGE_EXTENSIONS, resolve_task_dir
+from ..data.transforms import SEG_PROTOCOLS
+from ..errors import DataError
+from .classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
 
 IGNORE_INDEX = 255
 SEG_FORMATS = SEG_PROTOCOLS

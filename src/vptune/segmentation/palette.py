@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vptune.data.seg_formats import IGNORE_INDEX
+from .formats import IGNORE_INDEX
 
 OVERLAY_ALPHA = 0.5
 

@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from ..engine import TrainConfig
-from ..engine.config import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES
+from ..engine.config import OPTIMIZERS, PRECISIONS, SCHEDULES
 from ..errors import VptuneError
-from ..experiments.sweep.grid import block_range
 from ..methods import available_methods, get_method
+from ..tasks import TASK_TYPES
 
 # Method options that have a flag of their own (a YAML config may give them at top level too).
 METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output")
@@ -69,8 +69,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def recipe(name: str) -> str:
-    """A recipe field's defaults for the help text: `classification X, segmentation Y`."""
-    return ", ".join(f"{kind} {values[name]}" for kind, values in RECIPES.items())
+    """A recipe field's defaults for the help text, by task type: `classification X, segmentation Y, ...`."""
+    return ", ".join(f"{kind.name} {kind.recipe[name]}" for kind in TASK_TYPES)
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
@@ -148,8 +148,6 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def method_flags(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The method options among `values` (parsed flags or a YAML mapping), with --deep-blocks parsed."""
-    options = {flag: values[flag] for flag in METHOD_FLAGS if flag in values}
-    if isinstance(options.get("deep_blocks"), str):
-        options["deep_blocks"] = block_range(options["deep_blocks"])
-    return options
+    """The method options among `values` (parsed flags or a YAML mapping); their text is read by the method's
+    options (e.g. --deep-blocks 1-6)."""
+    return {flag: values[flag] for flag in METHOD_FLAGS if flag in values}

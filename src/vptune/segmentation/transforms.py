@@ -22,9 +22,9 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from vptune.data.seg_formats import IGNORE_INDEX
-from vptune.data.transforms import SEG_LONG_SIDE_FACTOR
-from vptune.errors import DataError
+from ..data.transforms import SEG_LONG_SIDE_FACTOR
+from ..errors import DataError
+from .formats import IGNORE_INDEX
 
 CROP_TRIES = 10
 # mmseg PhotoMetricDistortion: brightness delta, contrast and saturation ranges, hue delta (OpenCV's 0..180 hue).
