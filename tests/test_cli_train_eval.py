@@ -162,7 +162,7 @@ def test_help_of_every_subcommand_shows_every_flags_help(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "1000")  # no wrapping, so help texts appear whole
     commands = list(_subparsers(build_parser()))
     assert {path[0] for path, _ in commands} == {"train", "sweep", "eval", "predict", "info", "params", "data", "demo",
-                                                   "report", "plot", "tsne", "serve"}
+                                                   "report", "plot", "tsne", "serve", "push"}
     for path, parser in [((), build_parser()), *commands]:
         with pytest.raises(SystemExit) as exit_info:
             main([*path, "--help"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -126,4 +127,38 @@ def filled_folder(path: Path, flag: str = "--out") -> Iterator[Path]:
         for folder in created:  # deepest first
             with suppress(OSError):
                 folder.rmdir()  # only succeeds when empty
+        raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """A fresh hidden folder beside `path` for the block to fill; it becomes `path` when the block ends.
+
+    If the block fails (an exception, an interrupt) the folder is removed and `path` is left
+    as it was. An existing `path` is replaced only with `overwrite=True`; otherwise, and when
+    the folder cannot be made, VptuneError names `path` and the fix.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise VptuneError(f"'{path}' already exists; remove it or pass --overwrite (overwrite=True) to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private to its owner
+        if path.exists():
+            # Folders cannot be renamed over a non-empty folder: move the old one aside first.
+            old = tmp.with_suffix(".old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise

@@ -17,6 +17,7 @@ from .backbones import build_backbone, fingerprint
 from .data.transforms import InputSpec
 from .errors import CheckpointMismatchError, VptuneError
 from .files import atomic_path, write_error
+from .hub.tasks import is_hub_uri, task_file
 from .model import TunedModel
 from .values import coerce_fields
 
@@ -71,11 +72,11 @@ def save(model: TunedModel, path: str | os.PathLike) -> Path:
 
 
 def read_description(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON description stored in a per-task file, without loading its tensors."""
+    """The JSON description stored in a per-task file (a path or `hf://...`), without loading its tensors."""
     from safetensors import safe_open
 
     coerce_fields(read_description, {"path": path}, text=False)
-    path = Path(path)
+    path = local_task_file(path)
     if not path.is_file():
         raise VptuneError(f"per-task file '{path}' does not exist")
     try:
@@ -106,6 +107,9 @@ def load(
 ) -> TunedModel:
     """Rebuild the model saved at `path`, with the input pipeline it recorded (`model.input_spec`).
 
+    `path` is a local file or a file on the Hugging Face Hub, `hf://OWNER/NAME[@REVISION][/FILE]`
+    (downloaded into the Hugging Face cache first; see `vptune.hub.tasks`).
+
     `backbone` defaults to the recorded backbone id; pass an id or a built timm model to use
     another copy of the same weights (`backbone_fingerprint`: its fingerprint, when already
     known). A backbone whose weights differ from the ones the file was trained on raises
@@ -114,6 +118,7 @@ def load(
     from .api import create
 
     coerce_fields(load, {"path": path, "backbone": backbone}, text=False)
+    path = local_task_file(path)
     description = read_description(path)
     if not isinstance(backbone, nn.Module):
         backbone, _ = build_backbone(
@@ -152,6 +157,11 @@ def load(
         )
     model.load_state_dict(tensors, strict=False)
     return model
+
+
+def local_task_file(path: str | os.PathLike) -> Path:
+    """`path` itself, or for `hf://...` the downloaded file in the Hugging Face cache."""
+    return task_file(path) if is_hub_uri(path) else Path(path)
 
 
 def _check_same_backbone(path: Path | str, description: dict[str, Any], weights: str) -> None:

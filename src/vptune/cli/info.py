@@ -11,12 +11,13 @@ from safetensors import safe_open
 
 from ..engine.evaluate import TASK_FILE
 from ..errors import VptuneError
-from ..persistence import read_description
+from ..persistence import local_task_file, read_description
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("info", help="describe a per-task file or run folder")
-    parser.add_argument("path", metavar="FILE_OR_RUN_DIR", help="a per-task .safetensors file or a run folder")
+    parser.add_argument("path", metavar="FILE_OR_RUN_DIR", help="a per-task .safetensors file, a run folder, or a "
+                        "file on the Hugging Face Hub (hf://OWNER/NAME[@REVISION][/FILE.safetensors])")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run)
 
@@ -55,7 +56,7 @@ def describe(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe(Path(args.path))
+    info = describe(local_task_file(args.path))  # hf:// names are downloaded first
     if args.json:
         print(json.dumps(info))
         return 0

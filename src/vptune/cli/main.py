@@ -12,9 +12,9 @@ import torch
 
 from .._version import __version__
 from ..errors import VptuneError
-from . import data, demo, evaluate, info, params, plot, predict, report, serve, sweep, train, tsne
+from . import data, demo, evaluate, info, params, plot, predict, push, report, serve, sweep, train, tsne
 
-SUBCOMMANDS = (train, sweep, evaluate, predict, info, params, data, demo, report, plot, tsne, serve)
+SUBCOMMANDS = (train, sweep, evaluate, predict, info, params, data, demo, report, plot, tsne, serve, push)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,7 +13,7 @@ from ..data import input_spec, load_rgb
 from ..engine.evaluate import TASK_FILE, load_run_model, pick_device, run_config
 from ..errors import DataError, VptuneError
 from ..files import atomic_path, filled_folder, output_folder
-from ..persistence import load, read_description
+from ..persistence import load, local_task_file, read_description
 from ..segmentation.inference import predict_mask
 from ..segmentation.palette import colour_mask, overlay
 from ..serve import Predictor
@@ -21,7 +21,8 @@ from ..serve import Predictor
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="classify or segment images with a run folder or per-task file")
-    parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder or a per-task .safetensors file")
+    parser.add_argument("model", metavar="RUN_DIR_OR_FILE", help="a run folder, a per-task .safetensors file, or one "
+                        "on the Hugging Face Hub: hf://OWNER/NAME[@REVISION][/FILE.safetensors]")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify or segment")
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image, >= 1 (5)")
     parser.add_argument("--out-dir", help="segmentation: folder for <image>_mask.png and <image>_overlay.png "
@@ -35,14 +36,14 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise VptuneError(f"--top-k must be >= 1, got {args.top_k}")
-    source = Path(args.model)
-    config = run_config(source) if source.is_dir() else None
-    task_file = source / TASK_FILE if config is not None else source
-    task_type = read_description(task_file).get("task_type", "classification")
     paths = [Path(p) for p in args.images]
     for path in paths:
         if not path.is_file():
             raise DataError(f"image '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass image files")
+    source = local_task_file(args.model)  # hf:// names are downloaded into the Hugging Face cache
+    config = run_config(source) if source.is_dir() else None
+    task_file = source / TASK_FILE if config is not None else source
+    task_type = read_description(task_file).get("task_type", "classification")
     if task_type == "segmentation":
         outputs = mask_files(paths, args.out_dir, [source, task_file, *paths], overwrite=args.overwrite)
     elif args.out_dir is not None or args.overwrite:
