@@ -92,6 +92,21 @@ def quick_form(form: Form, groups: dict[str, list[str]]) -> Form:
                    lrs={m: form.lrs[m][:1] for m in methods}, seeds=1, epochs=min(form.epochs, 2), ablation={})
 
 
+def subset_form(form: Form, methods: str | None, epochs: int | None, parser: argparse.ArgumentParser) -> Form:
+    """`form` restricted to `methods` (no ablation then) and trained for `epochs`; a bad value is a usage error."""
+    if methods is not None:
+        chosen = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in form.methods]
+        if not chosen or unknown:
+            parser.error(f"--methods: {', '.join(unknown) or 'no method given'}; choose from {', '.join(form.methods)}")
+        form = replace(form, methods=chosen, ablation={} if chosen != form.methods else form.ablation)
+    if epochs is not None:
+        if epochs < 1:
+            parser.error("--epochs must be at least 1")
+        form = replace(form, epochs=epochs)
+    return form
+
+
 def sweep_command(form: Form, data: Path, out: Path, *, methods: list[str] | None = None,
                   lrs: dict[str, list[float]] | None = None, vary: dict[str, list] | None = None,
                   seeds: int | None = None, tasks: list[str] | None = None) -> list[str]:
@@ -179,12 +194,18 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the commands and the estimate, run nothing")
     parser.add_argument("--work", default="runs", help="folder for data, sweeps and runs")
     parser.add_argument("--results", default="docs/results", help="folder for the report and figures")
+    parser.add_argument("--methods", help="comma-separated subset of mini_vtab.yaml's methods (default: all of "
+                        "them); a subset runs no prompt-length ablation")
+    parser.add_argument("--epochs", type=int, help="training epochs per run (default: mini_vtab.yaml's)")
+    parser.add_argument("--name", help="the run's folder name under --work and --results "
+                        "(default: mini-vtab, or mini-vtab-quick with --quick)")
     args = parser.parse_args()
 
     form, groups = full_form()
     if args.quick:
         form = quick_form(form, groups)
-    name = "mini-vtab-quick" if args.quick else "mini-vtab"
+    form = subset_form(form, args.methods, args.epochs, parser)
+    name = args.name or ("mini-vtab-quick" if args.quick else "mini-vtab")
     work, results = Path(args.work) / name, Path(args.results) / name
     data, mini = work / "data", work / "data-mini"
     print(f"{name}: {len(form.tasks)} tasks x {len(form.methods)} methods x {max(len(v) for v in form.lrs.values())} lr x {form.seeds} seeds, "
@@ -214,6 +235,8 @@ def main() -> None:
         # The main sweep adds the Linear and Full reference lines.
         run([*vptune, "plot", str(work / f"ablation-{key}"), str(sweep), *groups_flag, "--out", str(results / "figures")],
             args.dry_run)
+    if not {"linear", "vpt-deep"} <= set(form.methods):
+        return
     runs = ["<final run of linear, seed 0>", "<final run of vpt-deep, seed 0>"] if args.dry_run \
         else tsne_runs(sweep / "results.jsonl", form.tasks[0])
     run([*vptune, "tsne", *runs, "--out", str(results / f"tsne-{form.tasks[0]}.png"), "--max-images", "1000"],
