@@ -30,9 +30,10 @@ def test_configs_hold_the_paper_tasks_methods_and_grid(name, tasks, protocol):
         assert method.settings == {"optimizer": "sgd", "momentum": 0.9, "scale_lr": True}
     assert spec.methods[-1].grid["num_prompts"] == [1, 5, 10, 50, 100, 200]
     assert (spec.seeds, spec.select) == (3, "last-epoch")
-    assert {k: spec.settings[k] for k in ("backbone", "img_size", "protocol", "epochs", "batch_size")} == {
-        "backbone": "vit_base_patch16_224.orig_in21k", "img_size": 224, "protocol": protocol, "epochs": 100,
-        "batch_size": 128}
+    keys = ("backbone", "img_size", "normalize", "protocol", "epochs", "batch_size")
+    assert {k: spec.settings[k] for k in keys} == {
+        "backbone": "vit_base_patch16_224.orig_in21k", "img_size": 224, "normalize": "imagenet", "protocol": protocol,
+        "epochs": 100, "batch_size": 128}
 
 
 def test_import_then_the_vtab1k_sweep_at_a_tiny_size(tmp_path, capsys):
@@ -52,6 +53,7 @@ def test_import_then_the_vtab1k_sweep_at_a_tiny_size(tmp_path, capsys):
     settings = (config["optimizer"], config["momentum"], config["scale_lr"], config["protocol"])
     assert settings == ("sgd", 0.9, True, "vtab")  # from the config's paper grid
     assert config["train_split"] == "train800val200" and config["lr"] == 0.05
+    assert config["normalize"] == "imagenet"  # the VPT authors' input pipeline
 
 
 def test_the_cost_model_counts_every_trial(monkeypatch):

@@ -32,6 +32,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     add_method_options(parser)
     parser.add_argument("--img-size", type=int, help="input size, a multiple of the backbone's patch size "
                         "(default: the backbone's; 224 for the offline one)")
+    parser.add_argument("--normalize", help="mean/std of the input pipeline: backbone (its pretrained config's), "
+                        f"imagenet (what the VPT authors' code uses) or none (pixels in [0, 1]) (default: {d.normalize})")
     parser.add_argument("--epochs", type=int, help=f"epochs, >= 1 (default: {d.epochs})")
     parser.add_argument("--batch-size", type=int, help=f"global batch size, >= 1 (default: {d.batch_size})")
     parser.add_argument("--optimizer", help=f"{' or '.join(OPTIMIZERS)} (default: {recipe('optimizer')})")

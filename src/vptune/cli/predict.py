@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if config is not None:
         model = load_run_model(source, config)
         # The run's own protocol, also for files written before they recorded it.
-        model.set_input_spec(input_spec(model.backbone, config.protocol))
+        model.set_input_spec(input_spec(model.backbone, config.protocol, config.normalize))
     else:
         model = load(source)  # the file records its own input pipeline
     if task_type == "segmentation":

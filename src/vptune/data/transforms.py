@@ -27,6 +27,9 @@ PROTOCOLS = ("vtab", "fgvc", "folders")
 # the aspect ratio within (SEG_LONG_SIDE_FACTOR * img_size, img_size): mmseg's (2048, 512) at 512.
 SEG_PROTOCOLS = ("ade20k", "voc", "cityscapes", "seg-folders")
 SEG_LONG_SIDE_FACTOR = 4
+# How pixels scaled to [0, 1] are normalised: with the backbone's own mean/std (its pretrained
+# config), with ImageNet's (what the VPT authors' code and NOAH do for every backbone), or not at all.
+NORMALIZATIONS = ("backbone", "imagenet", "none")
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,24 @@ class InputSpec:
         return build_transform(self.protocol, self.img_size, self.mean, self.std, train=train)
 
 
-def input_spec(backbone: nn.Module, protocol: str) -> InputSpec:
-    """Image size from the backbone, normalisation from its own pretrained config."""
+def input_spec(backbone: nn.Module, protocol: str, normalize: str = "backbone") -> InputSpec:
+    """Image size from the backbone; mean/std by `normalize` (one of NORMALIZATIONS): the backbone's
+    pretrained config, ImageNet's (timm's IMAGENET_DEFAULT_MEAN/STD), or none (mean 0, std 1).
+
+    Raises:
+        DataError: an unknown `normalize`.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise DataError(f"normalize '{normalize}' is not one of: {', '.join(NORMALIZATIONS)}")
     config = timm.data.resolve_model_data_config(backbone)
     patch_embed = getattr(backbone, "patch_embed", None)
     size = patch_embed.img_size[0] if patch_embed is not None and patch_embed.img_size else config["input_size"][-1]
-    return InputSpec(protocol, int(size), tuple(float(m) for m in config["mean"]),
-                     tuple(float(s) for s in config["std"]))
+    mean, std = {
+        "backbone": (config["mean"], config["std"]),
+        "imagenet": (timm.data.IMAGENET_DEFAULT_MEAN, timm.data.IMAGENET_DEFAULT_STD),
+        "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    }[normalize]
+    return InputSpec(protocol, int(size), tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
 
 def eval_resize(protocol: str, img_size: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..backbones import MAX_IMG_SIZE
+from ..data.transforms import NORMALIZATIONS
 from ..errors import VptuneError
 from ..files import atomic_write
 from ..methods import options_from_text
@@ -49,6 +50,8 @@ class TrainConfig:
     head: str | None = None
     head_options: dict[str, Any] = field(default_factory=dict)
     img_size: int | None = None
+    # Mean/std the input pipeline normalises with: the backbone's, ImageNet's (VPT's code) or none.
+    normalize: str = "backbone"
     epochs: int = 10
     batch_size: int = 32
     optimizer: str | None = None
@@ -94,6 +97,8 @@ class TrainConfig:
         if self.poly_power <= 0 or (self.min_lr or 0) < 0 or (self.head_lr_multiplier is not None
                                                                and self.head_lr_multiplier <= 0):
             raise VptuneError("--poly-power and --head-lr-multiplier must be > 0 and --min-lr >= 0")
+        if self.normalize not in NORMALIZATIONS:
+            raise VptuneError(f"normalize '{self.normalize}' is not one of: {', '.join(NORMALIZATIONS)}")
         if self.precision not in PRECISIONS:
             raise VptuneError(f"precision '{self.precision}' is not one of: {', '.join(PRECISIONS)}")
         numbers = {**vars(self), **{f"method option {k}": v for k, v in self.method_options.items()}}

@@ -120,7 +120,7 @@ def evaluate_run(
     kind = get_task_type(model.task_type)
     options = {"multi_scale": multi_scale}
     check_eval_options(kind, options)
-    spec = input_spec(model.backbone, config.protocol)  # as training built it
+    spec = input_spec(model.backbone, config.protocol, config.normalize)  # as training built it
     dataset = kind.dataset(str(root), config.task, split, spec, train=False, seed=config.seed,
                            skip_bad_images=config.skip_bad_images)
     if dataset.num_classes > model.num_classes:

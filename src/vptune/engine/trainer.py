@@ -84,7 +84,7 @@ def build_model(config: TrainConfig, kind: TaskType) -> tuple[TunedModel, TrainC
     )
     if config.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    spec = input_spec(model.backbone, config.protocol)
+    spec = input_spec(model.backbone, config.protocol, config.normalize)
     model.set_input_spec(spec)  # so the per-task file predicts as evaluation prepared
     built = dataclasses.replace(
         config, img_size=spec.img_size, method_options=model.config["options"],
@@ -283,6 +283,8 @@ class _Run:
             "features_cached": self.features_cached,
             "skipped_images": self.skipped_images,
             "tuned_parameters": sum(p.numel() for p in self.model.trainable_parameters().values()),
+            "head_parameters": sum(p.numel() for p in self.model.head.parameters() if p.requires_grad),
+            "normalize": {"rule": self.config.normalize, "mean": list(self.spec.mean), "std": list(self.spec.std)},
         }
         if self.ctx.is_main:
             path = save(self.model, self.run_dir / TASK_FILE)

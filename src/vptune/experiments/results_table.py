@@ -62,6 +62,7 @@ class ResultRow:
     selected_epoch: int | None = None
     epochs: int | None = None
     tuned_params: int | None = None
+    head_params: int | None = None
     backbone_params: int | None = None
     bytes_per_task: int | None = None
     wall_seconds: float | None = None
@@ -315,9 +316,13 @@ class ResultsTable:
         return read_rows(self.jsonl)
 
     def append(self, row: ResultRow) -> None:
-        """Add one row to both files."""
+        """Add one row to both files (a CSV an earlier version wrote with other columns is rewritten first)."""
         _append(self.jsonl, json.dumps(row.to_json()) + "\n")
-        _append(self.csv, _csv_text([row], header=not self.csv.is_file() or self.csv.stat().st_size == 0))
+        fresh = not self.csv.is_file() or self.csv.stat().st_size == 0
+        if not fresh and _header(self.csv) != list(COLUMNS):
+            atomic_write(self.csv, _csv_text(self.read(), header=True))
+        else:
+            _append(self.csv, _csv_text([row], header=fresh))
 
     def rewrite(self, rows: list[ResultRow]) -> None:
         """Replace both files with `rows` (each file swapped in atomically)."""
@@ -332,6 +337,11 @@ def _csv_text(rows: list[ResultRow], *, header: bool) -> str:
         writer.writeheader()
     writer.writerows(row.to_csv() for row in rows)
     return buffer.getvalue()
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return next(csv.reader(handle), [])
 
 
 def _append(path: Path, text: str) -> None:

@@ -31,7 +31,7 @@ def run_features(
     _check_numbers(max_images, seed)
     config = check_run(run_dir)
     model = load_run_model(run_dir, config).eval()
-    dataset = build_dataset(data or config.data, config.task, split, input_spec(model.backbone, config.protocol),
+    dataset = build_dataset(data or config.data, config.task, split, input_spec(model.backbone, config.protocol, config.normalize),
                             train=False, seed=config.seed, skip_bad_images=config.skip_bad_images)
     if len(dataset) < 2:
         raise VptuneError(f"split '{split}' of run '{run_dir}' holds {len(dataset)} image(s); a t-SNE needs 2 or more")

@@ -68,9 +68,15 @@ class Trial:
         return dataclasses.asdict(self)
 
 
+# Settings added after sweeps were first written, with the value that reproduces what runs did before:
+# left out of the hash at that value, so an earlier sweep's finished trials keep their ids.
+LATER_SETTINGS = {"normalize": "backbone"}
+
+
 def trial_id(config: dict[str, Any]) -> str:
     """Hash of a resolved TrainConfig mapping, without the keys that do not change results."""
-    kept = {key: value for key, value in config.items() if key not in RUNTIME_KEYS + ("out",)}
+    kept = {key: value for key, value in config.items() if key not in RUNTIME_KEYS + ("out",)
+            and not (key in LATER_SETTINGS and value == LATER_SETTINGS[key])}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -174,6 +180,7 @@ def run_trial(trial: Trial) -> dict[str, Any]:
         record["test"] = evaluate_run(run_dir, "test", device=config.device, quiet=True)
     record.update(
         selected_epoch=summary["selected_epoch"], epochs=resolved.epochs, tuned_params=summary["tuned_parameters"],
+        head_params=summary.get("head_parameters"),
         backbone_params=backbone_params(resolved.backbone, resolved.img_size, resolved.arch,
                                         tuple(resolved.allow_keys)),
         bytes_per_task=(run_dir / TASK_FILE).stat().st_size, wall_seconds=round(time.time() - started, 2),
