@@ -1,5 +1,6 @@
 """The paper's result tables from a sweep's results: test top-1 per task and group, wins over
-Full, tuned parameters with the "Total params" multiple, and the setting each task chose.
+Full, tuned parameters with the "Total params" multiple, the setting each task chose, and the
+numbers the PETL community compares (`comparison.py`: both VTAB-1k averages, share, PPT, normalisation).
 
 `build_report(rows, groups)` computes everything; `to_markdown`, `to_csv` and `to_json` write it.
 """
@@ -15,6 +16,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..accounting import total_multiple
+from . import comparison
+from .comparison import Comparison, compare
+from .markdown import markdown_table, pct
 from .results_table import ResultRow, ResultsError
 from .seeds import STD_RULE, SeedScores, over_seeds
 from .task_groups import group_title, task_groups
@@ -47,6 +51,7 @@ class Report:
     tuned_params: dict[str, dict[str, int]]  # method -> task -> tuned params
     total_params: dict[str, float | None]  # method -> multiple for len(tasks) tasks
     settings: dict[str, dict[str, list[dict[str, Any]]]]  # task -> method -> chosen settings with their seeds
+    comparison: Comparison  # VTAB-1k averages, parameter share, PPT, normalisation
 
 
 def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = None) -> Report:
@@ -73,6 +78,7 @@ def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = No
     scores = {m: {t: over_seeds(v) for t, v in per_seed[m].items()} for m in methods}
     group_means = {m: {g: _mean_if_all(scores[m], members) for g, members in grouped.items()} for m in methods}
     backbone = _backbone_params(rows)
+    mean_of_tasks = {m: _mean_if_all(scores[m], tasks) for m in methods}
     return Report(
         tasks=tasks,
         groups=grouped,
@@ -80,12 +86,13 @@ def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = No
         scores=scores,
         group_means=group_means,
         mean_of_groups={m: _mean_or_none(list(group_means[m].values())) for m in methods},
-        mean_of_tasks={m: _mean_if_all(scores[m], tasks) for m in methods},
+        mean_of_tasks=mean_of_tasks,
         wins=_wins(scores, grouped) if FULL in scores else None,
         backbone_params=backbone,
         tuned_params={m: dict(params[m]) for m in methods if params[m]},
         total_params={m: _total_params(m, params[m], backbone, len(tasks)) for m in methods},
         settings=_chosen_settings(rows),
+        comparison=compare(final, labels, scores, mean_of_tasks, backbone),
     )
 
 
@@ -183,22 +190,9 @@ def best_values(values: dict[str, float | None]) -> set[str]:
     return {m for m, v in candidates.items() if v == top}
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(row) + " |" for row in rows),
-        "",
-    ]
-
-
 def _column(report: Report, values: dict[str, float | None]) -> dict[str, str]:
     best = best_values(values)
-    return {m: f"**{_pct(values[m])}**" if m in best else _pct(values[m]) for m in report.methods}
+    return {m: f"**{pct(values[m])}**" if m in best else pct(values[m]) for m in report.methods}
 
 
 def to_markdown(report: Report) -> str:
@@ -213,12 +207,13 @@ def to_markdown(report: Report) -> str:
             cells = [_task_cell(report, m, t, col[m]) for t, col in zip(members, columns)]
             rows.append([m, *cells, mean_column[m]])
         lines += [f"### {group_title(group)} ({len(members)} task{'s' * (len(members) > 1)})", ""]
-        lines += _markdown_table(["Method", *members, "Mean"], rows)
+        lines += markdown_table(["Method", *members, "Mean"], rows)
     lines += _summary_markdown(report)
+    lines += comparison.markdown(report.comparison, report.methods, report.backbone_params)
     if report.wins is not None:
         header = ["Method", *(f"{group_title(g)}" for g in report.groups)]
         rows = [[m, *(f"{w} of {n}" for w, n in report.wins[m].values())] for m in report.wins]
-        lines += ["## Tasks where each method beats Full", ""] + _markdown_table(header, rows)
+        lines += ["## Tasks where each method beats Full", ""] + markdown_table(header, rows)
     lines += _params_markdown(report)
     lines += _settings_markdown(report)
     return "\n".join(lines).rstrip() + "\n"
@@ -245,7 +240,7 @@ def _summary_markdown(report: Report) -> list[str]:
               *(group_title(g) for g in report.groups), "Mean of groups", "Mean of tasks"]
     rows = [[m, _multiple(report.total_params[m]), *(c[m] for c in group_columns), of_groups[m], of_tasks[m]]
             for m in report.methods]
-    return ["## Summary: test top-1 (%)", ""] + _markdown_table(header, rows) + [AVERAGING_RULE, "", TOTAL_PARAMS_RULE, ""]
+    return ["## Summary: test top-1 (%)", ""] + markdown_table(header, rows) + [AVERAGING_RULE, "", TOTAL_PARAMS_RULE, ""]
 
 
 def _multiple(value: float | None) -> str:
@@ -258,7 +253,7 @@ def _params_markdown(report: Report) -> list[str]:
     rows = [[m, *(str(report.tuned_params.get(m, {}).get(t, "—")) for t in report.tasks),
              _multiple(report.total_params[m])] for m in report.methods]
     backbone = "unknown" if report.backbone_params is None else f"{report.backbone_params:,}"
-    return [f"## Tuned parameters per task (backbone: {backbone})", ""] + _markdown_table(
+    return [f"## Tuned parameters per task (backbone: {backbone})", ""] + markdown_table(
         ["Method", *report.tasks, f"Total params (T={len(report.tasks)})"], rows)
 
 
@@ -267,7 +262,7 @@ def _settings_markdown(report: Report) -> list[str]:
         return []
     rows = [[task, method, _setting_text(e["setting"]), ", ".join(map(str, e["seeds"]))]
             for task, methods in report.settings.items() for method, entries in methods.items() for e in entries]
-    return ["## Chosen settings (tuning stage, best validation top-1)", ""] + _markdown_table(
+    return ["## Chosen settings (tuning stage, best validation top-1)", ""] + markdown_table(
         ["Task", "Method", "Setting", "Seeds"], rows)
 
 
@@ -301,7 +296,7 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
             for e in entries:
                 out.append(dict(section="setting", method=method, name=task, value=json.dumps(e["setting"]),
                                 std=None, count=len(e["seeds"])))
-    return out
+    return out + comparison.rows_for_csv(report.comparison)
 
 
 def to_csv(report: Report) -> str:
@@ -316,7 +311,8 @@ def to_csv(report: Report) -> str:
 def to_json(report: Report) -> str:
     """The report as one JSON object (top-1 as fractions) with the averaging rules."""
     data = asdict(report)
-    data["rules"] = {"std": STD_RULE, "averaging": AVERAGING_RULE, "total_params": TOTAL_PARAMS_RULE}
+    data["rules"] = {"std": STD_RULE, "averaging": AVERAGING_RULE, "total_params": TOTAL_PARAMS_RULE,
+                     "vtab_averages": comparison.VTAB_AVERAGES_RULE, "share_and_ppt": comparison.SHARE_RULE}
     return json.dumps(data, indent=2) + "\n"
 
 
