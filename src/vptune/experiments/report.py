@@ -65,7 +65,7 @@ def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = No
     final = [row for row in rows if row.stage == "final"]
     if not final:
         raise ResultsError("the table holds no final-stage rows yet; a sweep writes them after tuning each task")
-    labels = _method_labels(final)
+    labels = method_labels(final)
     per_seed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     params: dict[str, dict[str, int]] = defaultdict(dict)
     for row, label in zip(final, labels):
@@ -96,8 +96,9 @@ def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = No
     )
 
 
-def _method_labels(final: list[ResultRow]) -> list[str]:
-    """Each final row's method, with the settings that vary within one task x method x seed appended."""
+def method_labels(final: list[ResultRow], rows: list[ResultRow] | None = None) -> list[str]:
+    """Each row of `rows` (default: `final`) labelled by its method, with the settings that vary within
+    one task x method x seed of the `final` rows (an ablation's axis) appended."""
     values: dict[tuple, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for row in final:
         for key, value in row.setting.items():
@@ -106,7 +107,7 @@ def _method_labels(final: list[ResultRow]) -> list[str]:
     for (method, _, _), keys in values.items():
         varying[method] |= {key for key, seen in keys.items() if len(seen) > 1}
     labels = []
-    for row in final:
+    for row in final if rows is None else rows:
         keys = sorted(varying[row.method])
         suffix = ", ".join(f"{k}={format_value(row.setting.get(k))}" for k in keys)
         labels.append(f"{row.method} ({suffix})" if keys else row.method)
