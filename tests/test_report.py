@@ -12,7 +12,7 @@ import pytest
 from vptune.accounting import total_multiple
 from vptune.cli.main import main
 from vptune.experiments.report import build_report, to_csv, to_json, to_markdown
-from vptune.experiments.results_table import COLUMNS, ResultRow, ResultsError, load_results
+from vptune.experiments.results_table import COLUMNS, ResultRow, ResultsError, ResultsTable, load_results, read_rows
 from vptune.experiments.seeds import SeedScores
 from vptune.experiments.sweep import format_summary, summary
 from vptune.experiments.task_groups import read_groups, task_groups
@@ -214,3 +214,17 @@ def test_one_seed_has_no_spread_anywhere():
     text = format_summary(summary([tune, *one]))
     assert "0.5000 (n=1)" in text and "±" not in text
     assert SeedScores(0.5, 0.01, 3).text() == "0.5000 ± 0.0100 (n=3)"
+
+
+def test_a_sweep_table_of_an_earlier_version_gains_the_new_columns_when_a_row_is_appended(tmp_path):
+    old = [r for r in COLUMNS if r != "head_params"]  # the columns before head_params existed
+    first = row("dtd", "linear", 0, 0.5)
+    (tmp_path / "results.jsonl").write_text(json.dumps({k: v for k, v in first.to_json().items() if k in old}) + "\n")
+    with (tmp_path / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old)
+        writer.writeheader()
+        writer.writerow({k: v for k, v in first.to_csv().items() if k in old})
+    ResultsTable(tmp_path).append(row("dtd", "linear", 1, 0.6, head_params=10))
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].split(",") == list(COLUMNS)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r.seed, r.head_params) for r in rows] == [(0, None), (1, 10)]
