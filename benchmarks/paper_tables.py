@@ -126,7 +126,8 @@ def commands(args: argparse.Namespace) -> list[list[str]]:
     if args.launcher == "ray":
         sweep += ["--launcher", "ray", "--gpus-per-trial", "1"]
         sweep += ["--ray-address", args.ray_address] if args.ray_address else []
-    report = [*vptune_cli, "report", args.out, "--out", str(Path(args.out) / "report.md")]
+    report = [*vptune_cli, "report", args.out, "--out", str(Path(args.out) / "report.md"),
+              "--petl-dir", str(Path(args.out) / "petl")]
     steps = [sweep, report]
     if args.dry_run or not all((Path(args.data) / t.name).is_dir() for t in benchmark_tasks(args.benchmark)):
         steps.insert(0, download)
