@@ -17,7 +17,6 @@ from typing import Any
 
 from ..accounting import total_multiple
 from . import comparison
-from .comparison import Comparison, compare
 from .markdown import markdown_table, pct
 from .results_table import ResultRow, ResultsError
 from .seeds import STD_RULE, SeedScores, over_seeds
@@ -51,7 +50,7 @@ class Report:
     tuned_params: dict[str, dict[str, int]]  # method -> task -> tuned params
     total_params: dict[str, float | None]  # method -> multiple for len(tasks) tasks
     settings: dict[str, dict[str, list[dict[str, Any]]]]  # task -> method -> chosen settings with their seeds
-    comparison: Comparison  # VTAB-1k averages, parameter share, PPT, normalisation
+    comparison: comparison.Comparison  # VTAB-1k averages, parameter share, PPT, normalisation
 
 
 def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = None) -> Report:
@@ -92,7 +91,7 @@ def build_report(rows: list[ResultRow], groups: dict[str, list[str]] | None = No
         tuned_params={m: dict(params[m]) for m in methods if params[m]},
         total_params={m: _total_params(m, params[m], backbone, len(tasks)) for m in methods},
         settings=_chosen_settings(rows),
-        comparison=compare(final, labels, scores, mean_of_tasks, backbone),
+        comparison=comparison.compare(final, labels, scores, mean_of_tasks, backbone),
     )
 
 
