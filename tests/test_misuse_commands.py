@@ -69,7 +69,7 @@ CASES = {
         (["report", "{tmp}/tables/header.csv"], "header.csv holds no rows"),
         (["report", "{tmp}/tables/setting.csv"], "setting.csv line 5: setting must be a mapping of name: value, got "
                                                  "'lr=0.1' (not JSON)"),
-        (["report", "{tmp}/tables/short.csv"], "short.csv line 5: has 5 cells where the header has 22 columns"),
+        (["report", "{tmp}/tables/short.csv"], "short.csv line 5: has 5 cells where the header has 23 columns"),
         (["report", "{tmp}/sweep", "--groups", "{tmp}/groups-twice.yaml"], "puts task 'dtd' in 'a' and 'b'"),
         (["report", "{tmp}/sweep", "--groups", "{tmp}/notes"], "groups file {tmp}/notes is a folder"),
         (["report", "{tmp}/notes"], "holds no results.jsonl or results.csv"),
