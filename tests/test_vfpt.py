@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +15,11 @@ from safetensors.torch import load_file
 
 import vptune
 from vptune.accounting import storage_report
+from vptune.cli.flags import methods_help
 from vptune.cli.main import main
 from vptune.engine.evaluate import load_run_model, run_config
 from vptune.errors import CheckpointMismatchError, MethodError
+from vptune.methods.vfpt import VfptOptions
 
 from conftest import TINY_CLI, assert_one_line_error, tiny_vit
 from test_conv import tiny_resnet
@@ -171,3 +175,13 @@ def test_cli_trains_it_and_the_run_records_its_options(small_digits_root, tmp_pa
     assert model.config["options"] == {"num_prompts": 4, "fourier_fraction": 0.25, "prompt_dropout": 0.1}
     assert main(["eval", str(run_dir), "--split", "test", "--quiet"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out.splitlines()[-1])["top1"] <= 1.0
+
+
+def test_help_and_the_readme_list_its_options_with_defaults():
+    defaults = {f.name: f.default for f in dataclasses.fields(VfptOptions)}
+    assert defaults == {"num_prompts": 10, "fourier_fraction": 0.5, "prompt_dropout": 0.1}
+    [line] = [line.split() for line in methods_help().splitlines() if line.split()[:1] == ["vfpt"]]
+    assert line[1:] == [f"{name}={value}" for name, value in defaults.items()]
+    readme = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
+    [row] = [row for row in readme if row.startswith("| `vfpt` |")]
+    assert all(f"`{name}` ({value})" in row for name, value in defaults.items())

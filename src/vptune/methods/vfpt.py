@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ..model import TunedModel
 from ..prompts import require_family
 from ..prompts.vit_fourier import FourierVitPrompt, fourier_count
-from .base import Method, SharedPart, register
+from .base import NEW_TENSOR_LRS, Method, SharedPart, register
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Vfpt(Method):
     name = "vfpt"
     Options = VfptOptions
     summary = "vpt-deep prompts, a share of each block's entering as the real part of their 2-D FFT"
+    # docs/learning-rates.md: 1e-2 did as well within seed noise, 2e-2 diverged; the grid spans both sides.
+    default_lr = 5e-3
+    lr_grid = NEW_TENSOR_LRS
 
     def attach(self, model: TunedModel, options: VfptOptions) -> None:
         backbone = model.backbone
