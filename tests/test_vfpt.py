@@ -130,8 +130,8 @@ def test_mixed_batch_with_vpt_deep_and_linear_equals_each_tasks_own_model(tmp_pa
     logits = serving.logits(images, names)
     for name in VFPT_TASKS:
         rows = [i for i, n in enumerate(names) if n == name]
-        torch.testing.assert_close(torch.stack([logits[i] for i in rows]), own_logits(files[name], variant, images[rows]),
-                                   atol=1e-5, rtol=1e-5)
+        expected = own_logits(files[name], variant, images[rows])
+        torch.testing.assert_close(torch.stack([logits[i] for i in rows]), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("builder,family", [(tiny_swin, "Swin"), (tiny_resnet, "ConvNet")])

@@ -34,8 +34,8 @@ class Vfpt(Method):
 
     def attach(self, model: TunedModel, options: VfptOptions) -> None:
         backbone = model.backbone
-        require_family(backbone, self.name, ("vit",),
-                       "Fourier prompts are defined on ViT prompt tokens; on Swin use vpt-deep, on a ConvNet vpt-shallow")
+        hint = "Fourier prompts are defined on ViT prompt tokens; on Swin use vpt-deep, on a ConvNet vpt-shallow"
+        require_family(backbone, self.name, ("vit",), hint)
         model.prompt = FourierVitPrompt(
             backbone,
             num_prompts=options.num_prompts,
