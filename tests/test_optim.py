@@ -94,7 +94,7 @@ def test_decayed_tensors_are_the_weights_not_prompts_tokens_biases_norms_or_gate
     assert head_weights and head_weights <= decayed
     assert {n for n in model.trainable_parameters() if n.endswith(".bias")} <= undecayed
     assert MUST_DECAY.get(method, set()) <= decayed
-    if method.startswith("vpt"):
+    if method.startswith(("vpt", "vfpt")):
         assert "prompt.embeddings" in undecayed
         tokens, _ = optim.parameter_groups(model, 0.1, decay_tuned_tokens=True)
         assert "prompt.embeddings" in {names[id(p)] for p in tokens["params"]}
