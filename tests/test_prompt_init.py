@@ -18,7 +18,7 @@ from vptune.engine import trainer
 from vptune.engine.loaders import build_dataset
 from vptune.engine.prompt_init import init_run_prompts
 from vptune.errors import MethodError
-from vptune.prompts.prototypes import kmeans_init
+from vptune.prompts.prototypes import kmeans, kmeans_init
 
 from conftest import TINY_CLI, assert_one_line_error, tiny_train_config, tiny_vit
 
@@ -85,11 +85,24 @@ def test_kmeans_prompts_equal_sklearn_kmeans_of_the_tokens_entering_each_block(m
         # The seeding picks 4 different tokens of the sample; from there Lloyd's iterations are sklearn's.
         assert len({tuple(c.tolist()) for c in start}) == 4
         assert all((points == centre).all(dim=1).any() for centre in start)
-        reference = cluster.KMeans(4, init=start.numpy(), n_init=1, max_iter=100, tol=0, algorithm="lloyd")
+        reference = cluster.KMeans(4, init=start.numpy(), n_init=1, max_iter=100, tol=1e-4, algorithm="lloyd")
         reference.fit(points.numpy())
         assert reference.n_iter_ < 100  # converged, as the library's iterations
         np.testing.assert_allclose(model.prompt.embeddings[row].detach().numpy(), reference.cluster_centers_,
                                    rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-4, 1e-2])
+def test_lloyd_iterations_stop_where_sklearns_do(tol):
+    cluster = pytest.importorskip("sklearn.cluster")
+    generator = torch.Generator().manual_seed(5)
+    points = torch.randn(3000, 8, generator=generator, dtype=torch.float64)
+    points[:1000] += 1.5  # overlapping clusters: many rounds until no assignment changes
+    start = points[torch.randperm(3000, generator=generator)[:6]]
+    reference = cluster.KMeans(6, init=start.numpy(), n_init=1, max_iter=100, tol=tol, algorithm="lloyd")
+    reference.fit(points.numpy())
+    assert 2 < reference.n_iter_ < 100
+    np.testing.assert_allclose(kmeans(points, start, tol=tol).numpy(), reference.cluster_centers_, rtol=0, atol=1e-8)
 
 
 def test_kmeans_seeding_never_repeats_a_token_and_refuses_too_few_distinct_ones():
@@ -192,7 +205,7 @@ def test_a_run_starts_from_the_prototypes_records_them_and_a_resume_does_not_red
     for block in range(12):
         points = tokens[block].reshape(-1, 192).double()  # 12 images x 4 patches
         start = kmeans_init(points, 2, block_seed(block)).numpy()
-        reference = cluster.KMeans(2, init=start, n_init=1, max_iter=100, tol=0, algorithm="lloyd").fit(points.numpy())
+        reference = cluster.KMeans(2, init=start, n_init=1, max_iter=100, tol=1e-4, algorithm="lloyd").fit(points.numpy())
         np.testing.assert_allclose(started_from[0][block].numpy(), reference.cluster_centers_, rtol=0, atol=1e-5)
     assert without_seconds(whole["prompt_init"]) == {"init": "kmeans", "images": 12, "blocks": list(range(1, 13)),
                                                      "seed": SEED}

@@ -11,8 +11,8 @@ are left out. `uniform` keeps VPT's own init. The ways (`PROMPT_INITS`):
   giving `N * p` pooled tokens for `N` images; the prompts are `p` of them drawn without
   replacement (the first `p` of a seeded `randperm`).
 - `kmeans`: the `N * L` patch tokens are clustered into `p` clusters (k-means++ seeding,
-  then Lloyd's iterations until no assignment changes, at most `KMEANS_MAX_ITER`); the
-  prompts are the cluster centres.
+  then Lloyd's iterations as scikit-learn's `KMeans` stops them, with `tol=KMEANS_TOL` and
+  at most `KMEANS_MAX_ITER` rounds); the prompts are the cluster centres.
 
 Every draw comes from `block_generator(seed, block)`, so the prompts repeat for a seed.
 """
@@ -32,6 +32,7 @@ from .vit import PrototypeTarget, stem_tokens
 PROMPT_INITS = ("uniform", "mean-pool", "max-pool", "kmeans")
 DEFAULT_INIT_SAMPLES = 64
 KMEANS_MAX_ITER = 100
+KMEANS_TOL = 1e-4
 
 
 def init_option() -> Any:
@@ -78,14 +79,14 @@ def block_generator(seed: int, block: int) -> torch.Generator:
 @torch.no_grad()
 def entering_tokens(backbone: nn.Module, batches: Iterable[torch.Tensor], blocks: Sequence[int]) -> list[torch.Tensor]:
     """Patch tokens `(N, L, C)` entering each of `blocks` (0-based) of the backbone without prompts, for
-    every image of `batches`; prefix tokens are left out."""
+    every image of `batches` (kept on their device); prefix tokens are left out."""
     prefix, last = backbone.num_prefix_tokens, max(blocks)
     collected: dict[int, list[torch.Tensor]] = {block: [] for block in blocks}
     for images in batches:
         x = stem_tokens(backbone, backbone.patch_embed(images))
         for index, block in enumerate(backbone.blocks[:last + 1]):
             if index in collected:
-                collected[index].append(x[:, prefix:].float().cpu())
+                collected[index].append(x[:, prefix:].float())
             x = block(x)
     return [torch.cat(collected[block]) for block in blocks]
 
@@ -96,7 +97,7 @@ def prototypes(tokens: torch.Tensor, how: str, count: int, generator: torch.Gene
         points = tokens.reshape(-1, tokens.shape[-1])
         return kmeans(points, kmeans_init(points, count, generator)).to(tokens.dtype)
     pooled = pooled_windows(tokens, count, how).reshape(-1, tokens.shape[-1])
-    return pooled[torch.randperm(len(pooled), generator=generator)[:count]]
+    return pooled[torch.randperm(len(pooled), generator=generator)[:count].to(pooled.device)]
 
 
 def pooled_windows(tokens: torch.Tensor, count: int, how: str) -> torch.Tensor:
@@ -115,33 +116,42 @@ def pooled_windows(tokens: torch.Tensor, count: int, how: str) -> torch.Tensor:
 
 def kmeans_init(points: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """k-means++ seeding: the first centre a uniform draw from `points` `(M, C)`, each next one drawn with
-    probability proportional to the squared distance to the nearest centre so far; `(count, C)` float64."""
+    probability proportional to the squared distance to the nearest centre so far; `(count, C)` float64.
+    Draws come from the CPU `generator` whatever the device of `points`."""
     points = points.double()
-    centres = [points[torch.randint(len(points), (1,), generator=generator)].squeeze(0)]
+    centres = [points[int(torch.randint(len(points), (1,), generator=generator))]]
     nearest = ((points - centres[0]) ** 2).sum(dim=1)
     for _ in range(count - 1):
         if not nearest.sum() > 0:
             raise MethodError(f"init 'kmeans' needs {count} distinct tokens, the sample has fewer; "
                               "raise init_samples or use fewer prompts")
-        centres.append(points[torch.multinomial(nearest, 1, generator=generator)].squeeze(0))
+        centres.append(points[int(torch.multinomial(nearest.cpu(), 1, generator=generator))])
         nearest = torch.minimum(nearest, ((points - centres[-1]) ** 2).sum(dim=1))
     return torch.stack(centres)
 
 
-def kmeans(points: torch.Tensor, centres: torch.Tensor, max_iter: int = KMEANS_MAX_ITER) -> torch.Tensor:
-    """Lloyd's k-means of `points` `(M, C)` from `centres` `(k, C)`, in float64: assign each point to its
-    nearest centre, move each centre to the mean of its points (a centre with none stays), until no
-    assignment changes or `max_iter` rounds; the final centres `(k, C)`."""
-    points, centres = points.double(), centres.double()
+def kmeans(
+    points: torch.Tensor, centres: torch.Tensor, *, max_iter: int = KMEANS_MAX_ITER, tol: float = KMEANS_TOL
+) -> torch.Tensor:
+    """Lloyd's k-means of `points` `(M, C)` from `centres` `(k, C)`, in float64, as scikit-learn's `KMeans`
+    iterates: assign each point to its nearest centre, move each centre to the mean of its points (a centre
+    with none stays), until no assignment changes, the centres' total squared shift is at most `tol` times
+    the points' mean per-feature variance, or `max_iter` rounds; the final centres `(k, C)`."""
+    points, centres = points.double(), centres.double().to(points.device)
+    limit = tol * points.var(dim=0, unbiased=False).mean()
     labels = None
     for _ in range(max_iter):
-        new = torch.cdist(points, centres).argmin(dim=1)
+        # Nearest centre by |c|^2 - 2 x.c (the |x|^2 term is the same for every centre of a point).
+        new = torch.addmm((centres ** 2).sum(dim=1), points, centres.T, alpha=-2).argmin(dim=1)
         if labels is not None and new.equal(labels):
             break
         labels = new
         sums = torch.zeros_like(centres).index_add_(0, labels, points)
         counts = torch.bincount(labels, minlength=len(centres)).unsqueeze(1)
-        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        moved = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        shift, centres = ((moved - centres) ** 2).sum(), moved
+        if shift <= limit:
+            break
     return centres
 
 
