@@ -20,7 +20,7 @@ from vptune.engine.prompt_init import init_run_prompts
 from vptune.errors import MethodError
 from vptune.prompts.prototypes import kmeans, kmeans_init
 
-from conftest import TINY_CLI, assert_one_line_error, tiny_train_config, tiny_vit
+from conftest import TINY_CLI, VARIANTS, assert_one_line_error, tiny_train_config, tiny_vit
 
 SEED = 7
 
@@ -50,8 +50,8 @@ def reference_pooling(tokens: torch.Tensor, count: int, how: str, block: int) ->
     return pooled[torch.randperm(len(pooled), generator=block_seed(block))[:count].numpy()]
 
 
-def initialised(method: str, how: str, images: torch.Tensor, **options) -> vptune.TunedModel:
-    model = vptune.create(tiny_vit(), method, 4, init=how, **options)
+def initialised(method: str, how: str, images: torch.Tensor, variant: str = "plain", **options) -> torch.nn.Module:
+    model = vptune.create(tiny_vit(**VARIANTS[variant]), method, 4, init=how, **options)
     model.init_prompts([images[:3], images[3:]], seed=SEED)  # two batches, as a loader gives them
     return model
 
@@ -60,12 +60,14 @@ CASES = [("vpt-shallow", {}, [0]), ("vpt-deep", {}, [0, 1, 2]), ("vpt-deep", {"d
          ("vpt-deep+bias", {}, [0, 1, 2])]
 
 
+@pytest.mark.parametrize("variant", ["plain", "dinov2-registers", "avg-pool"])
 @pytest.mark.parametrize("how", ["mean-pool", "max-pool"])
 @pytest.mark.parametrize("method,options,blocks", CASES, ids=["shallow", "deep", "deep-2-3", "deep+bias"])
-def test_pooled_prompts_equal_an_independent_pooling_of_the_tokens_entering_each_block(how, method, options, blocks):
+def test_pooled_prompts_equal_an_independent_pooling_of_the_tokens_entering_each_block(how, method, options, blocks,
+                                                                                        variant):
     images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    model = initialised(method, how, images, num_prompts=3, **options)
-    tokens = reference_tokens(tiny_vit(), images)  # 16 patch tokens per image, in 3 windows of 6, 5, 5
+    model = initialised(method, how, images, variant, num_prompts=3, **options)
+    tokens = reference_tokens(tiny_vit(**VARIANTS[variant]), images)  # 16 patch tokens an image: windows of 6, 5, 5
     prompts = model.prompt.embeddings.detach()
     assert prompts.shape == (len(blocks), 3, 64)
     for row, block in enumerate(blocks):

@@ -84,9 +84,11 @@ def entering_tokens(backbone: nn.Module, batches: Iterable[torch.Tensor], blocks
     collected: dict[int, list[torch.Tensor]] = {block: [] for block in blocks}
     for images in batches:
         x = stem_tokens(backbone, backbone.patch_embed(images))
-        for index, block in enumerate(backbone.blocks[:last + 1]):
+        for index, block in enumerate(backbone.blocks):
             if index in collected:
                 collected[index].append(x[:, prefix:].float())
+            if index == last:
+                break
             x = block(x)
     return [torch.cat(collected[block]) for block in blocks]
 
