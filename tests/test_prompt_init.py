@@ -237,9 +237,9 @@ def test_prototypes_need_vit_prompt_tokens():
     from test_conv import tiny_resnet
     from test_swin import tiny_swin
 
-    with pytest.raises(MethodError, match="init 'kmeans' starts ViT prompt tokens.*BorderPrompt.*use init=uniform"):
+    with pytest.raises(MethodError, match="init 'kmeans' starts ViT prompt tokens.*are a BorderPrompt, not ViT tokens: use init=uniform"):
         vptune.create(tiny_resnet(), "vpt-shallow", 3, init="kmeans")
-    with pytest.raises(MethodError, match="init 'mean-pool' starts ViT prompt tokens.*SwinPrompt"):
+    with pytest.raises(MethodError, match="init 'mean-pool' starts ViT prompt tokens.*are a SwinPrompt"):
         vptune.create(tiny_swin(), "vpt-deep", 3, init="mean-pool")
     for options in ({"location": "add"}, {"prompt_dim": 8}):
         with pytest.raises(MethodError, match="location=prepend and no prompt_dim"):
@@ -252,6 +252,7 @@ def test_prototypes_need_vit_prompt_tokens():
     (["--init", "k-means"], ["init 'k-means' is not one of: uniform, mean-pool, max-pool, kmeans"]),
     (["--init", "kmeans", "--init-samples", "0"], ["needs init_samples >= 1, got 0"]),
     (["--init", "kmeans", "--location", "add"], ["location=prepend and no prompt_dim"]),
+    (["--init", "max-pool", "--num-prompts", "10"], ["4 patch tokens into num_prompts windows; num_prompts 10 > 4"]),
 ])
 def test_bad_init_settings_are_one_line(small_digits_root, tmp_path, capsys, flags, fragments):
     code = main([str(a) for a in ["train", "--data", small_digits_root, "--task", "digits", *TINY_CLI,

@@ -65,9 +65,9 @@ def requested_init(options: Any, prompt: nn.Module | None, method: str) -> Promp
         return None
     target = prompt.prototype_target() if hasattr(prompt, "prototype_target") else None
     if target is None:
-        kind = type(prompt).__name__ if prompt is not None else "no prompt"
-        raise MethodError(f"init '{how}' starts ViT prompt tokens from token prototypes; {method} here has "
-                          f"{kind} prompts (no ViT tokens of the model's width to start from): use init=uniform")
+        kind = type(prompt).__name__
+        raise MethodError(f"init '{how}' starts ViT prompt tokens from token prototypes; {method}'s prompts on this "
+                          f"backbone are a {kind}, not ViT tokens: use init=uniform (prototypes apply to ViT backbones)")
     return PromptInit(how, options.init_samples)
 
 
