@@ -207,7 +207,8 @@ def test_a_run_starts_from_the_prototypes_records_them_and_a_resume_does_not_red
     for block in range(12):
         points = tokens[block].reshape(-1, 192).double()  # 12 images x 4 patches
         start = kmeans_init(points, 2, block_seed(block)).numpy()
-        reference = cluster.KMeans(2, init=start, n_init=1, max_iter=100, tol=1e-4, algorithm="lloyd").fit(points.numpy())
+        reference = cluster.KMeans(2, init=start, n_init=1, max_iter=100, tol=1e-4, algorithm="lloyd")
+        reference.fit(points.numpy())
         np.testing.assert_allclose(started_from[0][block].numpy(), reference.cluster_centers_, rtol=0, atol=1e-5)
     assert without_seconds(whole["prompt_init"]) == {"init": "kmeans", "images": 12, "blocks": list(range(1, 13)),
                                                      "seed": SEED}
@@ -237,7 +238,7 @@ def test_prototypes_need_vit_prompt_tokens():
     from test_conv import tiny_resnet
     from test_swin import tiny_swin
 
-    with pytest.raises(MethodError, match="init 'kmeans' starts ViT prompt tokens.*are a BorderPrompt, not ViT tokens: use init=uniform"):
+    with pytest.raises(MethodError, match="init 'kmeans' starts ViT.*are a BorderPrompt, not ViT tokens: use init=uniform"):
         vptune.create(tiny_resnet(), "vpt-shallow", 3, init="kmeans")
     with pytest.raises(MethodError, match="init 'mean-pool' starts ViT prompt tokens.*are a SwinPrompt"):
         vptune.create(tiny_swin(), "vpt-deep", 3, init="mean-pool")

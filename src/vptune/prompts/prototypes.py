@@ -66,8 +66,8 @@ def requested_init(options: Any, prompt: nn.Module | None, method: str) -> Promp
     target = prompt.prototype_target() if hasattr(prompt, "prototype_target") else None
     if target is None:
         kind = type(prompt).__name__
-        raise MethodError(f"init '{how}' starts ViT prompt tokens from token prototypes; {method}'s prompts on this "
-                          f"backbone are a {kind}, not ViT tokens: use init=uniform (prototypes apply to ViT backbones)")
+        raise MethodError(f"init '{how}' starts ViT prompt tokens from token prototypes; {method}'s prompts on "
+                          f"this backbone are a {kind}, not ViT tokens: use init=uniform (prototypes apply to ViTs)")
     return PromptInit(how, options.init_samples)
 
 
