@@ -12,6 +12,7 @@ from .heads import get_head
 from .methods import get_method
 from .model import TunedModel
 from .option_fields import options_dict
+from .prompts.prototypes import requested_init
 from .tasks import get_task_type
 from .values import coerce_fields
 
@@ -75,6 +76,7 @@ def create(
         backbone_fingerprint=backbone_fingerprint,
     )
     tuning.attach(model, options)
+    model.prompt_init = requested_init(options, model.prompt, method)
     model.fit_head()
     # JSON-shaped (tuples become lists) so the options round-trip through files unchanged.
     model.config["options"] = options_dict(options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from .errors import HeadError
 from .heads import SegmentationHead, get_head
 from .option_fields import options_dict
 from .prompts import BatchedForward, backbone_family, prompted_features
+from .prompts.prototypes import PromptInit, initial_prompts
 
 # Set on a module inside the frozen backbone that must still follow train()/eval(), e.g. LoRA dropout.
 FOLLOWS_TRAIN_MODE = "vptune_follows_train_mode"
@@ -53,6 +55,8 @@ class TunedModel(nn.Module):
         self.register_module("prompt", None)
         self.register_module("side", None)
         self.output = "cls"
+        # A non-uniform prompt init the method's options ask for, applied by `init_prompts` before training.
+        self.prompt_init: PromptInit | None = None
         self.backbone_trains = False
         self.grad_checkpointing = False
         self.config: dict[str, Any] = {
@@ -158,6 +162,18 @@ class TunedModel(nn.Module):
     def classify(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Logits of a classification model from its images and their backbone features (side network, head)."""
         return self.head(self.blend(images, features))
+
+    def init_prompts(self, batches: Iterable[torch.Tensor], *, seed: int) -> None:
+        """Set the prompts to the prototypes `prompt_init` asks for (the `init` option: mean-pool, max-pool,
+        kmeans) of the tokens of the images in `batches` (`(B, 3, H, W)` tensors on the model's device,
+        prepared as for evaluation), with every draw from `seed`; nothing for `init=uniform`. Training
+        calls it once, on a seeded sample of `init_samples` training images (prompts/prototypes.py)."""
+        if self.prompt_init is None:
+            return
+        target = self.prompt.prototype_target()
+        values = initial_prompts(self.backbone, batches, target, self.prompt_init.how, seed)
+        with torch.no_grad():
+            target.embeddings.copy_(values)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each backbone block in the backward pass: less memory, about a third more time."""

@@ -13,10 +13,12 @@ from ..engine import TrainConfig
 from ..engine.config import OPTIMIZERS, PRECISIONS, SCHEDULES
 from ..errors import VptuneError
 from ..methods import available_methods, get_method
+from ..prompts.prototypes import DEFAULT_INIT_SAMPLES
 from ..tasks import TASK_TYPES
 
 # Method options that have a flag of their own (a YAML config may give them at top level too).
-METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output")
+METHOD_FLAGS = ("num_prompts", "prompt_dropout", "prompt_dim", "deep_blocks", "location", "output", "init",
+                "init_samples")
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +92,11 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                        help="prepend, add, prepend-pixel, concat-channel (default: prepend)")
     group.add_argument("--output", default=argparse.SUPPRESS,
                        help="features the head reads: cls, image-pool, prompt-pool, global-pool (default: cls)")
+    group.add_argument("--init", default=argparse.SUPPRESS,
+                       help="prompt init: uniform, or prototypes of the training images' tokens entering each prompted "
+                       "block (SPT): mean-pool, max-pool, kmeans (default: uniform)")
+    group.add_argument("--init-samples", type=int, default=argparse.SUPPRESS,
+                       help=f"training images (a seeded sample) a non-uniform --init reads (default: {DEFAULT_INIT_SAMPLES})")
     group.add_argument("--option", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
                        help="any other method option, e.g. --option reduction=8, --option target_modules=[qkv,proj] "
                        "(repeatable; each method's options and defaults are listed at the end)")

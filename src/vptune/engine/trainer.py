@@ -27,6 +27,7 @@ from .features import cached_features, trains_head_only
 from .loaders import build_loader
 from .optim import apply_schedule, build_optimizer
 from .prefix_cache import TunedTail, first_tuned_block, prefix_tokens
+from .prompt_init import init_run_prompts
 from .resolve import resolve_config
 from .runfolder import TASK_FILE, check_out_folder, locked, mark_run_folder
 from .runinfo import MetricsLog, environment, progress, warn_if_slow_bf16, write_json
@@ -101,6 +102,9 @@ class _Run:
         self.show = not config.quiet and ctx.is_main
         self.spec = model.input_spec
         self._load_data()
+        self.prompt_init = None
+        if model.prompt_init is not None and not resume:
+            self._init_prompts()
         self.model.head = sync_batch_norm(self.model.head, ctx, device)
         self.optimizer = build_optimizer(self.model, config)
         # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
@@ -127,6 +131,16 @@ class _Run:
             raise VptuneError(f"split '{config.eval_split}' has classes that '{config.train_split}' lacks")
         splits = [ds for ds in (self.train_set, self.eval_set) if ds is not None]
         self.skipped_images = {ds.split.split: len(ds.skipped) for ds in splits}
+
+    def _init_prompts(self) -> None:
+        """Prototype prompts, drawn once before the first epoch (a resumed run reads its prompts back) from the
+        images it trains on, prepared as for evaluation."""
+        config = self.config
+        images = self.kind.dataset(config.data, config.task, config.train_split, self.spec, train=False,
+                                   seed=config.seed, skip_bad_images=config.skip_bad_images,
+                                   fraction=config.train_fraction)
+        self.prompt_init = init_run_prompts(self.model, images, seed=config.seed, batch_size=config.batch_size,
+                                            device=self.device, collate=self.kind.collate)
 
     def _dataset(self, split: str, *, train: bool):
         config = self.config
@@ -264,12 +278,14 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "best": self.best,
             "best_state": self.best_state,
+            "prompt_init": self.prompt_init,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["tuned"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch, self.best, self.best_state = state["next_epoch"], state["best"], state["best_state"]
+        self.prompt_init = state.get("prompt_init")
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         if self.best_state is not None:
@@ -281,6 +297,7 @@ class _Run:
             f"val_{metric}": self.best[metric] if self.best else None,
             "train_seconds_this_session": round(seconds, 2),
             "features_cached": self.features_cached,
+            "prompt_init": self.prompt_init,
             "skipped_images": self.skipped_images,
             "tuned_parameters": sum(p.numel() for p in self.model.trainable_parameters().values()),
             "head_parameters": sum(p.numel() for p in self.model.head.parameters() if p.requires_grad),

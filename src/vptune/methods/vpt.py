@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import MethodError
 from ..model import TunedModel
 from ..prompts import PromptSettings, check_output_applies, require_family
+from ..prompts.prototypes import init_option, init_samples_option
 from ..prompts.vit import LOCATIONS, OUTPUTS
 from .base import Method, SharedPart, register
 from .bias import train_biases
@@ -46,6 +47,8 @@ class VptOptions:
     )
     location: str = field(default="prepend", metadata={"help": "where prompts enter", "choices": LOCATIONS})
     output: str = field(default="cls", metadata={"help": "features the head reads", "choices": OUTPUTS})
+    init: str = init_option()
+    init_samples: int = init_samples_option()
 
 
 class _Vpt(Method):
@@ -57,6 +60,9 @@ class _Vpt(Method):
             raise MethodError("deep_blocks is an option of vpt-deep; vpt-shallow prompts only block 1")
         if self.deep and options.location in ("prepend-pixel", "concat-channel"):
             raise MethodError(f"location '{options.location}' acts on the input image; use vpt-shallow")
+        if options.init != "uniform" and (options.location != "prepend" or options.prompt_dim is not None):
+            raise MethodError(f"init '{options.init}' starts prepended prompt tokens of the model's width from token "
+                              "prototypes; use it with location=prepend and no prompt_dim, or use init=uniform")
 
     def attach(self, model: TunedModel, options: VptOptions) -> None:
         backbone = model.backbone

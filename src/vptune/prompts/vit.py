@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -22,6 +23,19 @@ def init_prompts(values: torch.Tensor, patch_size: tuple[int, int], dim: int) ->
     """Fill `values` in place from uniform(-v, v), `v = sqrt(6 / (3 * patch_h * patch_w + dim))` (the paper's init)."""
     bound = math.sqrt(6.0 / float(3 * patch_size[0] * patch_size[1] + dim))
     return nn.init.uniform_(values, -bound, bound)
+
+
+@dataclass(frozen=True)
+class PrototypeTarget:
+    """Prompt values a prototype init (prompts/prototypes.py) fills: `embeddings` `(blocks, p, embed_dim)`,
+    row `i` the tokens prepended before block `first_block + i` (0-based)."""
+
+    first_block: int
+    embeddings: nn.Parameter
+
+    @property
+    def blocks(self) -> list[int]:
+        return list(range(self.first_block, self.first_block + self.embeddings.shape[0]))
 
 
 class VitPrompt(nn.Module):
@@ -73,6 +87,13 @@ class VitPrompt(nn.Module):
     def num_prompts(self) -> int:
         """Tokens the prompts add to the sequence (0 for `add` and `concat-channel`)."""
         return self.embeddings.shape[1] if self.location in ("prepend", "prepend-pixel") else 0
+
+    def prototype_target(self) -> PrototypeTarget | None:
+        """The prompt values a prototype init fills (prompts/prototypes.py): prepended tokens learnt in the
+        model's width; None for the location ablations and projected prompts."""
+        if self.location != "prepend" or not isinstance(self.proj, nn.Identity):
+            return None
+        return PrototypeTarget(self.first_block, self.embeddings)
 
     @property
     def shares_batch(self) -> bool:
