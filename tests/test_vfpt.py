@@ -99,7 +99,8 @@ def test_the_file_stores_the_learned_prompts_and_rebuilds_the_model(tmp_path, im
     assert set(stored) == {"prompt.embeddings", "head.weight", "head.bias"}
     assert torch.equal(stored["prompt.embeddings"], model.prompt.embeddings)
     restored = vptune.load(path, backbone=tiny_vit()).eval()
-    assert restored.config["options"] == {"num_prompts": 3, "fourier_fraction": 1.0, "prompt_dropout": 0.1}
+    assert restored.config["options"] == {"num_prompts": 3, "fourier_fraction": 1.0, "prompt_dropout": 0.1,
+                                         "init": "uniform", "init_samples": 64}
     assert restored.prompt.fourier_prompts == 3
     with torch.no_grad():
         torch.testing.assert_close(restored(images), model(images), atol=0, rtol=0)
@@ -172,16 +173,18 @@ def test_cli_trains_it_and_the_run_records_its_options(small_digits_root, tmp_pa
     assert summary["tuned_parameters"] == 12 * 4 * 192 + 192 * 10 + 10
     model = load_run_model(run_dir, run_config(run_dir))
     assert model.config["method"] == "vfpt" and model.prompt.fourier_prompts == 1
-    assert model.config["options"] == {"num_prompts": 4, "fourier_fraction": 0.25, "prompt_dropout": 0.1}
+    assert model.config["options"] == {"num_prompts": 4, "fourier_fraction": 0.25, "prompt_dropout": 0.1,
+                                       "init": "uniform", "init_samples": 64}
     assert main(["eval", str(run_dir), "--split", "test", "--quiet"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out.splitlines()[-1])["top1"] <= 1.0
 
 
 def test_help_and_the_readme_list_its_options_with_defaults():
     defaults = {f.name: f.default for f in dataclasses.fields(VfptOptions)}
-    assert defaults == {"num_prompts": 10, "fourier_fraction": 0.5, "prompt_dropout": 0.1}
+    assert defaults == {"num_prompts": 10, "fourier_fraction": 0.5, "prompt_dropout": 0.1, "init": "uniform",
+                        "init_samples": 64}
     [line] = [line.split() for line in methods_help().splitlines() if line.split()[:1] == ["vfpt"]]
     assert line[1:] == [f"{name}={value}" for name, value in defaults.items()]
     readme = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
     [row] = [row for row in readme if row.startswith("| `vfpt` |")]
-    assert all(f"`{name}` ({value})" in row for name, value in defaults.items())
+    assert all(f"`{name}` ({value}" in row for name, value in defaults.items())

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..model import TunedModel
 from ..prompts import require_family
+from ..prompts.prototypes import init_option, init_samples_option
 from ..prompts.vit_fourier import FourierVitPrompt, fourier_count
 from .base import NEW_TENSOR_LRS, Method, SharedPart, register
 
@@ -21,6 +22,9 @@ class VfptOptions:
     )
     prompt_dropout: float = field(
         default=0.1, metadata={"help": "dropout on the prompts, before the FFT", "min": 0.0, "below": 1.0})
+    # Prototypes fill the learnable prompts; the Fourier share then enters as their transform.
+    init: str = init_option()
+    init_samples: int = init_samples_option()
 
 
 @register
