@@ -55,6 +55,7 @@ INTENDED: dict[str, Callable[[str, str], bool]] = {
     "vpt-deep+bias": lambda name, family: name.startswith("prompt.") or _bias(name),
     "lora": lambda name, family: ".lora_A." in name or ".lora_B." in name,
     "ssf": lambda name, family: ".ssf." in name,
+    "e2vpt": lambda name, family: name.startswith("prompt."),
 }
 
 
@@ -64,7 +65,9 @@ def registered_name(case: str) -> str:
 
 
 CONV_METHODS = ("full", "linear", "partial-1", "mlp-3", "sidetune", "bias", "vpt-shallow")
-CASES = [(f, m) for f in BUILDERS for m in INTENDED if f != "resnet" or m in CONV_METHODS]
+VIT_ONLY = ("e2vpt",)
+CASES = [(f, m) for f in BUILDERS for m in INTENDED
+         if (f != "resnet" or m in CONV_METHODS) and (f == "vit" or m not in VIT_ONLY)]
 
 
 def options_for(method: str) -> dict:
@@ -243,7 +246,7 @@ def test_bad_options_are_refused(method, options, message):
 
 ACCEPTANCE = {
     "vit_base_patch16_224": tuple(INTENDED),
-    "swin_tiny_patch4_window7_224": tuple(INTENDED),
+    "swin_tiny_patch4_window7_224": tuple(m for m in INTENDED if m not in VIT_ONLY),
     "resnet50": CONV_METHODS,
 }
 

@@ -1,0 +1,71 @@
+"""E2VPT (Han et al., ICCV 2023): VPT-Deep visual prompts plus key-value prompts in every attention.
+
+Each block appends `kv_prompts` learnable keys and values to its attention's (no query rows,
+so the output keeps its length) and takes `num_prompts` visual prompts of its own, as in
+VPT-Deep (prompts/e2vpt.py). `prune` adds the paper's pruning and rewinding as a second stage
+of the same run (methods/e2vpt_prune.py, engine/trainer.py). ViTs only: the paper's Swin
+variant puts prompts into shifted windows, which vptune's Swin prompts do not yet carry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from timm.layers import Attention
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from ..errors import MethodError
+from ..model import TunedModel
+from ..prompts import require_family
+from ..prompts.e2vpt import E2vptPrompt
+from .base import Method, SharedPart, register
+
+PRUNING = ("none", "token", "segment")
+
+
+@dataclass
+class E2vptOptions:
+    num_prompts: int = field(default=10, metadata={"help": "visual prompt tokens per block", "min": 1})
+    kv_prompts: int = field(default=5, metadata={"help": "key-value prompts per attention", "min": 1})
+    prompt_dropout: float = field(
+        default=0.0, metadata={"help": "dropout on the visual prompts", "min": 0.0, "below": 1.0})
+    prune: str = field(
+        default="none",
+        metadata={"help": "after training, prune visual prompt tokens (token) or tokens then their segments "
+                          "(segment) by importance, rewind and train again", "choices": PRUNING},
+    )
+    prune_fraction: float = field(
+        default=0.5,
+        metadata={"help": "fraction of visual prompt tokens pruned (segment: also of each kept token's segments)",
+                  "min": 0.0, "below": 1.0},
+    )
+    segments: int = field(
+        default=16, metadata={"help": "equal segments a prompt token is split into for segment pruning", "min": 1})
+
+
+@register
+class E2vpt(Method):
+    name = "e2vpt"
+    summary = "key-value prompts in every attention plus VPT-Deep visual prompts; optional prompt pruning"
+    Options = E2vptOptions
+
+    def attach(self, model: TunedModel, options: E2vptOptions) -> None:
+        backbone = model.backbone
+        require_family(backbone, self.name, ("vit",), "key-value prompts enter a ViT's global attention")
+        plain = all(type(b) is Block and type(b.attn) is Attention and type(b.attn.qkv) is nn.Linear
+                    for b in backbone.blocks)
+        if not plain:
+            raise MethodError(f"method 'e2vpt' needs timm's plain ViT Block and Attention in every block of "
+                              f"{type(backbone).__name__}")
+        segments = None
+        if options.prune != "none":
+            segments = options.segments if options.prune == "segment" else 1
+            if backbone.embed_dim % segments:
+                raise MethodError(f"segments {options.segments} must divide the embedding width {backbone.embed_dim}")
+        model.prompt = E2vptPrompt(backbone, num_prompts=options.num_prompts, kv_prompts=options.kv_prompts,
+                                   dropout=options.prompt_dropout, segments=segments)
+
+    def shared_part(self, model: TunedModel) -> SharedPart:
+        """Visual and key-value prompts join a batch shared with other tasks' samples."""
+        return SharedPart(model.prompt, model.classify)
