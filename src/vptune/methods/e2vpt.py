@@ -9,8 +9,11 @@ variant puts prompts into shifted windows, which vptune's Swin prompts do not ye
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -20,6 +23,7 @@ from ..model import TunedModel
 from ..prompts import require_family
 from ..prompts.e2vpt import E2vptPrompt
 from .base import Method, SharedPart, register
+from .e2vpt_prune import prune_and_rewind
 
 PRUNING = ("none", "token", "segment")
 
@@ -65,6 +69,14 @@ class E2vpt(Method):
                 raise MethodError(f"segments {options.segments} must divide the embedding width {backbone.embed_dim}")
         model.prompt = E2vptPrompt(backbone, num_prompts=options.num_prompts, kv_prompts=options.kv_prompts,
                                    dropout=options.prompt_dropout, segments=segments)
+
+    def stages(self, model: TunedModel) -> int:
+        """Pruning adds a second stage: prune, rewind, train again."""
+        return 1 if model.config["options"]["prune"] == "none" else 2
+
+    def start_stage(self, model: TunedModel, stage: int, initial: dict[str, torch.Tensor],
+                    losses: Callable[[], Iterator[torch.Tensor]]) -> dict[str, Any]:
+        return {"stage": stage, **prune_and_rewind(model, initial, losses)}
 
     def shared_part(self, model: TunedModel) -> SharedPart:
         """Visual and key-value prompts join a batch shared with other tasks' samples."""

@@ -35,9 +35,7 @@ class E2vptPrompt(VitPrompt):
         bound = math.sqrt(6.0 / (kv_prompts * attn.head_dim))
         shape = (depth, 2, attn.num_heads, kv_prompts, attn.head_dim)
         self.key_value = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
-        self.keep: torch.Tensor | None = None
-        if segments is not None:
-            self.register_buffer("keep", torch.ones(num_prompts, segments))
+        self.register_buffer("keep", None if segments is None else torch.ones(num_prompts, segments))
         self.token_gate: torch.Tensor | None = None
         self.segment_gate: torch.Tensor | None = None
 
