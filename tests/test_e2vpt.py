@@ -1,4 +1,4 @@
-"""E2VPT: key-value prompts in every attention plus deep visual prompts, against a forward written from timm's pieces."""
+"""E2VPT: key-value prompts in every attention plus deep visual prompts, against a forward from timm's pieces."""
 
 from __future__ import annotations
 
@@ -202,20 +202,20 @@ def pruning_run(root, out, **overrides):
                                              "prompt_dropout": 0.2}, **overrides)
 
 
-@pytest.mark.parametrize("stop_after_epoch", [2, 3])  # at the stage boundary, and inside the rewound stage
-def test_the_rewound_stage_resumes_after_an_interruption(small_digits_root, tmp_path, monkeypatch, stop_after_epoch):
+def test_the_rewound_stage_resumes_after_an_interruption(small_digits_root, tmp_path, monkeypatch):
     whole = trainer.train(pruning_run(small_digits_root, tmp_path / "whole"))
     save = trainer.save_checkpoint
+    # Interrupted at the stage boundary (before scoring), then inside the rewound stage.
+    for stop_after_epoch, resume in ((2, False), (3, True)):
+        def interrupting(run_dir, state, stop=stop_after_epoch):
+            save(run_dir, state)
+            if state["next_epoch"] == stop:
+                raise KeyboardInterrupt
 
-    def interrupting(run_dir, state):
-        save(run_dir, state)
-        if state["next_epoch"] == stop_after_epoch:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(trainer, "save_checkpoint", interrupting)
-        with pytest.raises(KeyboardInterrupt):
-            trainer.train(pruning_run(small_digits_root, tmp_path / "killed"))
+        with monkeypatch.context() as patch:
+            patch.setattr(trainer, "save_checkpoint", interrupting)
+            with pytest.raises(KeyboardInterrupt):
+                trainer.train(pruning_run(small_digits_root, tmp_path / "killed"), resume=resume)
     resumed = trainer.train(pruning_run(small_digits_root, tmp_path / "killed"), resume=True)
 
     assert resumed["stages"] == whole["stages"] and len(whole["stages"]) == 1

@@ -211,8 +211,8 @@ class _Run:
         self.optimizer = build_optimizer(self.model, self.config)
         self.best, self.best_state = None, None
         if self.show:
-            print(f"stage {stage}: {', '.join(f'{k} {v}' for k, v in record.items() if not isinstance(v, list))}",
-                  flush=True)
+            scalars = ", ".join(f"{k} {v}" for k, v in record.items() if k != "stage" and isinstance(v, (str, int)))
+            print(f"stage {stage}: {scalars}", flush=True)
 
     def _training_losses(self) -> Iterator[torch.Tensor]:
         """The loss of each batch of one pass over the training split, the model in eval mode (no dropout).

@@ -54,7 +54,7 @@ def block_forward_rows(
     """
     if not handles_rows(block):
         if kv_prompts is not None:
-            raise MethodError(f"key-value prompts need timm's plain ViT Block and Attention, not {type(block).__name__}")
+            raise MethodError(f"key-value prompts need timm's plain ViT Block in eval mode, not {type(block).__name__}")
         if kv_tokens is not None:
             x = torch.cat([x[:, :kv_at], kv_tokens, x[:, kv_at:]], dim=1)
             if key_mask is not None:

@@ -26,7 +26,8 @@ class SamplePrompts:
     block (`reads_only_cls`), which decides whose prompt outputs travel on.
 
     The key/value prompts of every block are laid out once per batch in one table (task x
-    block x slot), so that each block gathers its samples' prompts with one indexing op.
+    block x slot), so that each block gathers its samples' prompts with one indexing op;
+    so are the key-value prompts some tasks append to each attention (`key_values`, E2VPT).
     """
 
     def __init__(
