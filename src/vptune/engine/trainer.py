@@ -110,7 +110,8 @@ class _Run:
         self.method = get_method(config.method)[0]
         self.stages = self.method.stages(model)
         self.total_epochs = config.epochs * self.stages
-        self.initial = {k: v.detach().clone() for k, v in model.tuned_state_dict().items()}
+        # Tensors before training, seeded by build_model (so a resumed run has them too), for a later stage.
+        self.initial = {k: v.detach().clone() for k, v in model.tuned_state_dict().items()} if self.stages > 1 else {}
         self.stage_records: list[dict[str, Any]] = []
         self.total_steps = self.steps_per_epoch * config.epochs
         warmup_epochs = min(config.warmup_epochs, config.epochs)  # a longer warm-up ends with the run
