@@ -3,8 +3,9 @@
 Each block appends `kv_prompts` learnable keys and values to its attention's (no query rows,
 so the output keeps its length) and takes `num_prompts` visual prompts of its own, as in
 VPT-Deep (prompts/e2vpt.py). `prune` adds the paper's pruning and rewinding as a second stage
-of the same run (methods/e2vpt_prune.py, engine/trainer.py). ViTs only: the paper's Swin
-variant puts prompts into shifted windows, which vptune's Swin prompts do not yet carry.
+of the same run (methods/e2vpt_prune.py, engine/trainer.py). ViTs only: the paper also
+evaluates Swin, where key-value prompts would enter every window's attention with its
+position bias and mask padded for them; that is not built, so Swin is refused.
 """
 
 from __future__ import annotations
