@@ -56,6 +56,7 @@ INTENDED: dict[str, Callable[[str, str], bool]] = {
     "vfpt": lambda name, family: name.startswith("prompt."),
     "lora": lambda name, family: ".lora_A." in name or ".lora_B." in name,
     "ssf": lambda name, family: ".ssf." in name,
+    "e2vpt": lambda name, family: name.startswith("prompt."),
 }
 
 
@@ -65,7 +66,7 @@ def registered_name(case: str) -> str:
 
 
 CONV_METHODS = ("full", "linear", "partial-1", "mlp-3", "sidetune", "bias", "vpt-shallow")
-VIT_ONLY = ("vfpt",)  # refused on the other families (tests/test_vfpt.py)
+VIT_ONLY = ("vfpt", "e2vpt")  # refused on the other families (tests/test_vfpt.py, tests/test_e2vpt.py)
 CASES = [(f, m) for f in BUILDERS for m in INTENDED
          if (f != "resnet" or m in CONV_METHODS) and (f == "vit" or m not in VIT_ONLY)]
 

@@ -68,7 +68,8 @@ def expected_decayed(model, method: str) -> set[str]:
     undecayed_backbone = {"backbone.pos_embed", "backbone.cls_token"}  # timm's VisionTransformer.no_weight_decay
     return {
         name for name, p in model.named_parameters()
-        if p.requires_grad and p.ndim >= 2 and not name.startswith("prompt.embeddings")
+        # E2VPT's key-value prompts are prompts too.
+        if p.requires_grad and p.ndim >= 2 and not name.startswith(("prompt.embeddings", "prompt.key_value"))
         and name not in undecayed_backbone
     }
 
@@ -94,7 +95,7 @@ def test_decayed_tensors_are_the_weights_not_prompts_tokens_biases_norms_or_gate
     assert head_weights and head_weights <= decayed
     assert {n for n in model.trainable_parameters() if n.endswith(".bias")} <= undecayed
     assert MUST_DECAY.get(method, set()) <= decayed
-    if method.startswith(("vpt", "vfpt")):
+    if method.startswith(("vpt", "vfpt", "e2vpt")):
         assert "prompt.embeddings" in undecayed
         tokens, _ = optim.parameter_groups(model, 0.1, decay_tuned_tokens=True)
         assert "prompt.embeddings" in {names[id(p)] for p in tokens["params"]}

@@ -57,12 +57,14 @@ def initialised(method: str, how: str, images: torch.Tensor, variant: str = "pla
 
 
 CASES = [("vpt-shallow", {}, [0]), ("vpt-deep", {}, [0, 1, 2]), ("vpt-deep", {"deep_blocks": (2, 3)}, [1, 2]),
-         ("vpt-deep+bias", {}, [0, 1, 2]), ("vfpt", {"prompt_dropout": 0.0}, [0, 1, 2])]
+         ("vpt-deep+bias", {}, [0, 1, 2]), ("vfpt", {"prompt_dropout": 0.0}, [0, 1, 2]),
+         ("e2vpt", {}, [0, 1, 2])]
+IDS = ["shallow", "deep", "deep-2-3", "deep+bias", "vfpt", "e2vpt"]
 
 
 @pytest.mark.parametrize("variant", ["plain", "dinov2-registers", "avg-pool"])
 @pytest.mark.parametrize("how", ["mean-pool", "max-pool"])
-@pytest.mark.parametrize("method,options,blocks", CASES, ids=["shallow", "deep", "deep-2-3", "deep+bias", "vfpt"])
+@pytest.mark.parametrize("method,options,blocks", CASES, ids=IDS)
 def test_pooled_prompts_equal_an_independent_pooling_of_the_tokens_entering_each_block(how, method, options, blocks,
                                                                                         variant):
     images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -83,7 +83,7 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-prompts", type=int, default=argparse.SUPPRESS,
                        help="prompt tokens per block (default: 10 on a ViT, the family's default otherwise)")
     group.add_argument("--prompt-dropout", type=float, default=argparse.SUPPRESS,
-                       help="dropout on prompts (default: 0.1 deep, 0 shallow)")
+                       help="dropout on prompts (default: 0.1 deep, 0 shallow and e2vpt)")
     group.add_argument("--prompt-dim", type=int, default=argparse.SUPPRESS,
                        help="learn prompts of this size and project them to the model width (default: the model width)")
     group.add_argument("--deep-blocks", default=argparse.SUPPRESS, metavar="I-J",

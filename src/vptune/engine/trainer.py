@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..api import create
 from ..data import input_spec
 from ..errors import TrainingError, VptuneError
+from ..methods import get_method
 from ..model import TunedModel
 from ..persistence import non_finite_tensors, save
 from ..tasks import Scoring, TaskType, task_type_of
@@ -109,6 +110,13 @@ class _Run:
         self.optimizer = build_optimizer(self.model, config)
         # Counted as the loop runs them: under torchrun each rank takes batch_size // world_size per step.
         self.steps_per_epoch = len(self._loader(self.train_set, 0, shuffle=True))
+        # Each stage (a method may add some, e.g. prune then retrain) trains `epochs` epochs on its own schedule.
+        self.method = get_method(config.method)[0]
+        self.stages = self.method.stages(model)
+        self.total_epochs = config.epochs * self.stages
+        # Tensors before training (after any prototype init; the checkpoint keeps them), for a later stage.
+        self.initial = {k: v.detach().clone() for k, v in model.tuned_state_dict().items()} if self.stages > 1 else {}
+        self.stage_records: list[dict[str, Any]] = []
         self.total_steps = self.steps_per_epoch * config.epochs
         warmup_epochs = min(config.warmup_epochs, config.epochs)  # a longer warm-up ends with the run
         self.warmup_steps = min(self.total_steps - 1, round(warmup_epochs * self.steps_per_epoch))
@@ -191,7 +199,9 @@ class _Run:
 
     def _fit(self) -> dict[str, Any]:
         started = time.time()
-        for epoch in range(self.start_epoch, self.config.epochs):
+        for epoch in range(self.start_epoch, self.total_epochs):
+            if epoch and epoch % self.config.epochs == 0:
+                self._start_stage(epoch // self.config.epochs + 1)
             row = self._train_epoch(epoch)
             self._check_finite(epoch, row["lr"])
             if self.eval_set is not None:
@@ -205,6 +215,32 @@ class _Run:
                 if self.show:
                     print(_epoch_line(row, self.kind), flush=True)
         return self._finish(time.time() - started)
+
+    def _start_stage(self, stage: int) -> None:
+        """Hand the model, with the best epoch of the stage that ended, to its method for stage `stage`."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state, strict=False)
+        torch.manual_seed(self.config.seed * 100_003 + stage)  # augmentation of the scoring pass repeats on resume
+        record = self.method.start_stage(self.model, stage, self.initial, self._training_losses)
+        self.stage_records.append(record)
+        self.optimizer = build_optimizer(self.model, self.config)
+        self.best, self.best_state = None, None
+        if self.show:
+            scalars = ", ".join(f"{k} {v}" for k, v in record.items() if k != "stage" and isinstance(v, (str, int)))
+            print(f"stage {stage}: {scalars}", flush=True)
+
+    def _training_losses(self) -> Iterator[torch.Tensor]:
+        """The loss of each batch of one pass over the training split, the model in eval mode (no dropout).
+
+        Every process reads the whole split, so that all compute the same result."""
+        self.model.eval()
+        loader = build_loader(self.train_set, self.config.batch_size, Dist(), shuffle=False, seed=self.config.seed,
+                              epoch=0, num_workers=self.config.num_workers, collate=self.kind.collate)
+        for images, labels in loader:
+            images, labels = images.to(self.device), labels.to(self.device)
+            with autocast(self.device, self.config.precision):
+                outputs = self.kind.forward(self.model, images)
+            yield self.kind.loss(self.model, outputs, labels)
 
     def _validate(self, epoch: int) -> dict[str, float]:
         """The task type's validation metrics (and `n`) of the epoch's tuned tensors."""
@@ -226,9 +262,9 @@ class _Run:
         self.net.train()
         loss_sum, correct, seen, samples = 0.0, 0, 0, 0
         loader = self._loader(self.train_set, epoch, shuffle=True)
-        bar = progress(loader, f"epoch {epoch + 1}/{config.epochs}", enabled=self.show)
+        bar = progress(loader, f"epoch {epoch + 1}/{self.total_epochs}", enabled=self.show)
         for step_in_epoch, (images, labels) in enumerate(bar):
-            step = epoch * self.steps_per_epoch + step_in_epoch
+            step = (epoch % config.epochs) * self.steps_per_epoch + step_in_epoch
             lr = apply_schedule(self.optimizer, config, step, self.total_steps, self.warmup_steps)
             images, labels = images.to(self.device), labels.to(self.device)
             with autocast(self.device, config.precision):
@@ -253,7 +289,8 @@ class _Run:
             samples += len(labels)
         loss_sum, correct, seen, samples = sum_over_ranks([loss_sum, correct, seen, samples], self.ctx)
         accuracy = f"train_{self.kind.train_accuracy}"
-        return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / samples, accuracy: correct / max(seen, 1)}
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / samples, accuracy: correct / max(seen, 1)}
+        return row if self.stages == 1 else {**row, "stage": epoch // config.epochs + 1}
 
     def _check_finite(self, epoch: int, lr: float) -> None:
         """Stop before a checkpoint or task file could hold NaN or infinite tuned tensors."""
@@ -279,6 +316,8 @@ class _Run:
             "best": self.best,
             "best_state": self.best_state,
             "prompt_init": self.prompt_init,
+            "stages": self.stage_records,
+            "initial": self.initial,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -286,13 +325,15 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch, self.best, self.best_state = state["next_epoch"], state["best"], state["best_state"]
         self.prompt_init = state.get("prompt_init")
+        self.stage_records = state.get("stages", [])
+        self.initial = state.get("initial", self.initial)  # with a prototype init, the prototypes drawn at start
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state, strict=False)
         metric = self.kind.selection_metric
         summary = {
-            "selected_epoch": self.best["epoch"] if self.best else self.config.epochs,
+            "selected_epoch": self.best["epoch"] if self.best else self.total_epochs,
             "selected_by": f"{self.config.eval_split} {metric}" if self.best else "last epoch",
             f"val_{metric}": self.best[metric] if self.best else None,
             "train_seconds_this_session": round(seconds, 2),
@@ -303,6 +344,8 @@ class _Run:
             "head_parameters": sum(p.numel() for p in self.model.head.parameters() if p.requires_grad),
             "normalize": {"rule": self.config.normalize, "mean": list(self.spec.mean), "std": list(self.spec.std)},
         }
+        if self.stage_records:
+            summary["stages"] = self.stage_records
         if self.ctx.is_main:
             path = save(self.model, self.run_dir / TASK_FILE)
             summary["task_file_bytes"] = path.stat().st_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -86,6 +86,20 @@ class Method(ABC):
     @abstractmethod
     def attach(self, model: TunedModel, options: Any) -> None:
         """Add this method's modules to `model` and mark exactly its tensors trainable."""
+
+    def stages(self, model: TunedModel) -> int:
+        """Training stages a run of `model` goes through, each `epochs` long (1 unless the method adds some)."""
+        return 1
+
+    def start_stage(self, model: TunedModel, stage: int, initial: dict[str, torch.Tensor],
+                    losses: Callable[[], Iterator[torch.Tensor]]) -> dict[str, Any]:
+        """Prepare `model`, trained through stage `stage - 1` (its best epoch loaded), for stage `stage` (2, ...).
+
+        `initial` holds its tuned tensors before training; `losses()` yields the training loss of
+        each batch of one pass over the training split, the model in eval mode. The trainer gives
+        the stage a fresh optimizer and schedule. Returns what it changed, recorded in the run.
+        """
+        raise NotImplementedError(f"method '{self.name}' trains in one stage")
 
 
 def available_methods() -> list[str]:

@@ -115,6 +115,15 @@ class VitPrompt(nn.Module):
             tokens = self.proj(self.embeddings[index])
         return self.dropout(tokens.unsqueeze(0).expand(batch, -1, -1))
 
+    def key_values(self) -> torch.Tensor | None:
+        """Keys and values every block's attention takes besides its own, `(depth, 2, heads, Q, head_dim)`,
+        or None (VPT adds none; E2VPT's key-value prompts do)."""
+        return None
+
+    def attention_prompts(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Keys and values `(1, heads, Q, head_dim)` block `index` appends to its attention's, or None."""
+        return None
+
     def patch_tokens(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
         """Patch tokens of the image (with the learnable channel for `concat-channel`)."""
         return self.channel_tokens(images, backbone) if self.location == "concat-channel" else backbone.patch_embed(images)
@@ -163,10 +172,10 @@ class SharedPrompts(Protocol):
     keys and values where the next block replaces their outputs; `block_tokens` are the tokens
     whose outputs travel on (shallow prompts, the end of a block range). `VitPrompt` is one;
     a method that computes its tokens another way (e.g. from a transform of learned values)
-    implements the same members and is served mixed unchanged. A contribution of another kind
-    (e.g. key/value vectors appended to each attention after its qkv projection) is a further
-    member mixed per sample here and in vit_samples.py / vit_fast.py; serving only hands each
-    task's `SharedPart.prompts` to the family's batched forward, so it does not change.
+    implements the same members and is served mixed unchanged. `key_values` are keys and values
+    appended to each attention after its qkv projection (E2VPT), None for none; they are mixed
+    per sample in vit_samples.py. Serving only hands each task's `SharedPart.prompts` to the
+    family's batched forward, so it does not change.
     """
 
     first_block: int
@@ -178,6 +187,8 @@ class SharedPrompts(Protocol):
     def tokens(self, count: int) -> torch.Tensor: ...
 
     def block_tokens(self, index: int, batch: int, backbone: nn.Module) -> torch.Tensor: ...
+
+    def key_values(self) -> torch.Tensor | None: ...
 
 
 class BlockPrompts(Protocol):
@@ -191,6 +202,8 @@ class BlockPrompts(Protocol):
     def enter_block(
         self, index: int, x: torch.Tensor, backbone: nn.Module, *, final: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
+
+    def attention_prompts(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None: ...
 
 
 def is_vit(backbone: nn.Module) -> bool:
@@ -234,16 +247,17 @@ def _block_outputs(
     prefix = backbone.num_prefix_tokens
     last = len(backbone.blocks) - 1
     for index, block in enumerate(backbone.blocks):
-        kv_tokens = key_mask = None
+        kv_tokens = key_mask = kv_prompts = None
         if prompt is not None:
             x, kv_tokens, key_mask = prompt.enter_block(index, x, backbone, final=cls_only and index == last)
+            kv_prompts = prompt.attention_prompts(index)
         rows = slice(0, 1) if cls_only and index == last else slice(None)
         if checkpoint and torch.is_grad_enabled():
             x = torch.utils.checkpoint.checkpoint(
-                block_forward_rows, block, x, rows, kv_tokens, prefix, key_mask, use_reentrant=False
+                block_forward_rows, block, x, rows, kv_tokens, prefix, key_mask, kv_prompts, use_reentrant=False
             )
         else:
-            x = block_forward_rows(block, x, rows, kv_tokens, prefix, key_mask)
+            x = block_forward_rows(block, x, rows, kv_tokens, prefix, key_mask, kv_prompts)
         yield x
 
 

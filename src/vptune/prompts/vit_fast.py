@@ -14,6 +14,8 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ..errors import MethodError
+
 
 def handles_rows(block: nn.Module) -> bool:
     """Whether `block_forward_rows` computes `block` row by row rather than whole.
@@ -37,17 +39,22 @@ def block_forward_rows(
     kv_tokens: torch.Tensor | None = None,
     kv_at: int = 0,
     key_mask: torch.Tensor | None = None,
+    kv_prompts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Outputs of `block` for the tokens `x[:, rows]`.
 
     Attention runs over all of `x` with `kv_tokens` (B, P, C) inserted before position
     `kv_at`, as if the block saw `[x[:, :kv_at], kv_tokens, x[:, kv_at:]]`; the outputs
-    of the inserted tokens and of rows outside `rows` are not computed. `key_mask`
-    (B, L + P) bool, over `[x, kv_tokens]`, hides the False tokens from every query
-    (padded prompt slots of a multi-task batch). Blocks that `handles_rows` refuses run
-    whole on that sequence and are sliced.
+    of the inserted tokens and of rows outside `rows` are not computed. `kv_prompts` are
+    keys and values `(B or 1, heads, Q, head_dim)` appended to the attention's own after its
+    projection and q/k norms (E2VPT's key-value prompts). `key_mask` (B, L + P + Q) bool,
+    over `[x, kv_tokens, kv_prompts]`, hides the False ones from every query (padded prompt
+    slots of a multi-task batch). Blocks that `handles_rows` refuses run whole on that
+    sequence and are sliced; they cannot take `kv_prompts`.
     """
     if not handles_rows(block):
+        if kv_prompts is not None:
+            raise MethodError(f"key-value prompts need timm's plain ViT Block in eval mode, not {type(block).__name__}")
         if kv_tokens is not None:
             x = torch.cat([x[:, :kv_at], kv_tokens, x[:, kv_at:]], dim=1)
             if key_mask is not None:
@@ -78,6 +85,10 @@ def block_forward_rows(
     kv = F.linear(keys_in, kv_weight, kv_bias).view(batch, num_keys, 2, heads, head_dim)
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
+    if kv_prompts is not None:
+        # Keys and values as the attention compares them: they pass no projection or norm.
+        prompt_k, prompt_v = (p.to(k.dtype).expand(batch, -1, -1, -1) for p in kv_prompts)
+        k, v = torch.cat([k, prompt_k], dim=2), torch.cat([v, prompt_v], dim=2)
 
     out = attention(q, k, v, attn.scale, None if key_mask is None else key_mask[:, None, None, :])
     out = attn.norm(out.transpose(1, 2).reshape(batch, num_queries, width))

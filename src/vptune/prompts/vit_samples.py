@@ -26,7 +26,8 @@ class SamplePrompts:
     block (`reads_only_cls`), which decides whose prompt outputs travel on.
 
     The key/value prompts of every block are laid out once per batch in one table (task x
-    block x slot), so that each block gathers its samples' prompts with one indexing op.
+    block x slot), so that each block gathers its samples' prompts with one indexing op;
+    so are the key-value prompts some tasks append to each attention (`key_values`, E2VPT).
     """
 
     def __init__(
@@ -44,6 +45,9 @@ class SamplePrompts:
         self.slots = max(travelling, default=0)
         self.live: torch.Tensor | None = None  # (B, slots) bool once the slots are in the sequence
         self._table, self._owner, self._kv_width = _key_value_table(groups, self._kv_spans, batch, depth)
+        self._attention = _attention_table(groups, self._owner)
+        if self._attention is not None:
+            self._owner = self._owner.to(self._attention[0].device)
 
     @property
     def num_prompts(self) -> int:
@@ -79,20 +83,31 @@ class SamplePrompts:
             kv_live = None if all_live else live[:, index, :width][self._owner]
         return x, kv_tokens, self._key_mask(x, prefix, kv_tokens, kv_live)
 
+    def attention_prompts(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each sample's task's key-value prompts at block `index` `(B, heads, Q, head_dim)` (zeros, masked
+        out of attention, where its task has fewer or none)."""
+        if self._attention is None:
+            return None
+        keys_values = self._attention[0][:, index][self._owner]
+        return keys_values[:, 0], keys_values[:, 1]
+
     def _key_mask(
         self, x: torch.Tensor, prefix: int, kv_tokens: torch.Tensor | None, kv_live: torch.Tensor | None
     ) -> torch.Tensor | None:
         slots_live = self.live is None or bool(self.live.all())
-        if slots_live and kv_live is None:
+        attention_live = None if self._attention is None else self._attention[1]
+        if slots_live and kv_live is None and attention_live is None:
             return None  # nothing padded: the unmasked attention kernel
         seen = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
         if self.live is not None:
             seen[:, prefix:prefix + self.slots] = self.live
-        if kv_tokens is None:
-            return seen
-        if kv_live is None:
-            kv_live = torch.ones(kv_tokens.shape[:2], dtype=torch.bool, device=x.device)
-        return torch.cat([seen, kv_live], dim=1)
+        parts = [seen]
+        if kv_tokens is not None:
+            parts.append(kv_live if kv_live is not None else
+                         torch.ones(kv_tokens.shape[:2], dtype=torch.bool, device=x.device))
+        if attention_live is not None:
+            parts.append(attention_live[self._owner])
+        return torch.cat(parts, dim=1)
 
 
 def _key_value_table(
@@ -126,6 +141,26 @@ def _key_value_table(
             tokens[row, first:stop, :own.shape[1]] = own
             live[row, first:stop, :own.shape[1]] = True
     return (tokens, live), owner.to(tokens.device), per_block
+
+
+def _attention_table(
+    groups: list[tuple[SharedPrompts, torch.Tensor]], owner: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Every task's key-value prompts `(T + 1, depth, 2, heads, Q, head_dim)` zero-padded to the longest
+    (row T: none), and which slots each task fills `(T + 1, Q)` (None when every sample fills all)."""
+    own = [prompt.key_values() for prompt, _ in groups]
+    width = max((kv.shape[3] for kv in own if kv is not None), default=0)
+    if width == 0:
+        return None
+    like = next(kv for kv in own if kv is not None)
+    table = like.new_zeros(len(groups) + 1, *like.shape[:3], width, like.shape[4])
+    live = torch.zeros(len(groups) + 1, width, dtype=torch.bool, device=like.device)
+    for row, kv in enumerate(own):
+        if kv is not None:
+            table[row, :, :, :, :kv.shape[3]] = kv
+            live[row, :kv.shape[3]] = True
+    every_sample_full = bool(live[owner.unique()].all())
+    return table, None if every_sample_full else live
 
 
 def shared_features(backbone: nn.Module, images: torch.Tensor, groups: list[tuple[SharedPrompts | None, torch.Tensor]]
