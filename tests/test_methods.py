@@ -50,6 +50,8 @@ INTENDED: dict[str, Callable[[str, str], bool]] = {
     "sidetune": lambda name, family: name.startswith("side."),
     "bias": lambda name, family: _bias(name),
     "adapter": lambda name, family: ".mlp.adapter." in name,
+    "adapter-plus": lambda name, family: ".adapter_plus." in name,
+    "adaptformer": lambda name, family: ".adaptformer." in name,
     "vpt-shallow": lambda name, family: name.startswith("prompt."),
     "vpt-deep": lambda name, family: name.startswith("prompt."),
     "vpt-deep+bias": lambda name, family: name.startswith("prompt.") or _bias(name),
