@@ -16,7 +16,10 @@ from safetensors.torch import load_file
 import vptune
 from vptune.accounting import storage_report
 from vptune.cli.main import main
-from vptune.errors import CheckpointMismatchError, MethodError
+from vptune.backbones import fingerprint
+from vptune.errors import CheckpointMismatchError, MethodError, TaskFileError
+from vptune.methods.adapter_plus import AdapterPlus
+from vptune.methods.adaptformer import AdaptMlp
 from vptune.prompts import vit_block_maps
 
 from conftest import TINY_CLI, VARIANTS, assert_one_line_error, tiny_vit
@@ -249,7 +252,9 @@ def test_params_counts_the_adapters_of_every_block(method, per_block):
 
 
 def test_multitask_runs_them_on_their_own_backbone_copies(tmp_path, images):
-    serving = vptune.MultiTask(tiny_vit())
+    shared = tiny_vit()
+    before = fingerprint(shared)
+    serving = vptune.MultiTask(shared)
     expected = {}
     for name, method, options in [("plus", "adapter-plus", {}), ("former", "adaptformer", {}),
                                   ("deep", "vpt-deep", {"num_prompts": 2})]:
@@ -264,6 +269,11 @@ def test_multitask_runs_them_on_their_own_backbone_copies(tmp_path, images):
     logits = serving.logits(images, names)
     for row, name in enumerate(names):
         torch.testing.assert_close(logits[row], expected[name][row], atol=1e-5, rtol=1e-5)
+    # The adapters live in the tasks' own copies; frozen tensors are shared, the shared backbone is untouched.
+    assert fingerprint(shared) == before and not any(isinstance(m, (AdapterPlus, AdaptMlp)) for m in shared.modules())
+    assert serving.model("plus").backbone.blocks[0].attn.qkv.weight is shared.blocks[0].attn.qkv.weight
+    with pytest.raises(TaskFileError, match="cannot be the shared one"):
+        vptune.MultiTask().add("own", vptune.create(tiny_vit(), "adaptformer", 3))
 
 
 # ---------------------------------------------------------------- CLI and refusals
