@@ -287,7 +287,7 @@ def test_cli_train_runs_and_records_the_options(small_digits_root, tmp_path, met
     summary = json.loads((out / "summary.json").read_text())
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["method"] == method and config["method_options"]["bottleneck"] == 4
-    assert config["lr"] == 1e-3
+    assert config["lr"] == {"adapter-plus": 2e-3, "adaptformer": 5e-3}[method]  # docs/learning-rates.md
     added = "adapter_plus" if method == "adapter-plus" else "adaptformer"
     tensors = load_file(out / "task.safetensors")
     assert {name.split(".")[3] for name in tensors if name.startswith("backbone.")} == {added}

@@ -17,7 +17,7 @@ from vptune.methods import METHODS, get_method
 DOCUMENTED_LR = {
     "linear": 5e-3, "mlp-k": 5e-3, "vpt-shallow": 5e-3, "vpt-deep": 5e-3, "vpt-deep+bias": 5e-3, "sidetune": 5e-3,
     "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
-    "adapter-plus": 1e-3, "adaptformer": 1e-3,
+    "adapter-plus": 2e-3, "adaptformer": 5e-3,
 }
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..model import FOLLOWS_TRAIN_MODE, TunedModel
 from ..prompts import require_family
-from .base import PRETRAINED_LRS, Method, register
+from .base import NEW_TENSOR_LRS, Method, register
 from .inject import add_branch_module
 
 
@@ -52,8 +52,10 @@ class AdaptFormerMethod(Method):
     name = "adaptformer"
     Options = AdaptFormerOptions
     summary = "AdaptFormer: a scaled bottleneck (AdaptMLP) beside the MLP branch of every block"
-    default_lr = 1e-3
-    lr_grid = PRETRAINED_LRS
+    # The fixed scale s = 0.1 shrinks every update of the AdaptMLP's output tenfold, so it takes
+    # the larger steps of new-tensor methods (docs/learning-rates.md).
+    default_lr = 5e-3
+    lr_grid = NEW_TENSOR_LRS
     changes_backbone = True
 
     def attach(self, model: TunedModel, options: AdaptFormerOptions) -> None:
