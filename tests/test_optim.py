@@ -78,6 +78,8 @@ def expected_decayed(model, method: str) -> set[str]:
 MUST_DECAY = {
     "full": {"backbone.blocks.0.attn.qkv.weight", "backbone.patch_embed.proj.weight", "head.weight"},
     "adapter": {"backbone.blocks.0.mlp.adapter.down.weight"},
+    "adapter-plus": {"backbone.blocks.0.adapter_plus.down.weight", "backbone.blocks.0.adapter_plus.up.weight"},
+    "adaptformer": {"backbone.blocks.0.adaptformer.down.weight", "backbone.blocks.0.adaptformer.up.weight"},
     "lora": {"backbone.blocks.0.attn.qkv.lora_A.default.weight"},
     "sidetune": {"side.net.0.weight"},
 }

@@ -19,6 +19,7 @@ DOCUMENTED_LR = {
     "full": 1e-4, "partial-k": 1e-4, "bias": 1e-3, "adapter": 1e-3, "lora": 1e-3, "ssf": 1e-3,
     "vfpt": 5e-3,
     "e2vpt": 1e-2,
+    "adapter-plus": 2e-3, "adaptformer": 5e-3,
 }
 
 
