@@ -16,12 +16,14 @@ GRACEFUL_SECONDS = 3
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="serve a folder of per-task files over HTTP, batching requests across tasks",
+        "serve", help="serve a folder (or Hub repository) of per-task files over HTTP, batching requests across tasks",
         description="Every setting is checked, and the port bound, before anything loads; a start that cannot "
                     "succeed (the backbone or every task file fails to load) ends with one error line.",
     )
     parser.add_argument("--tasks", required=True, metavar="DIR",
-                        help="folder of <task>.safetensors files; files added or deleted there are picked up")
+                        help="folder of <task>.safetensors files (files added, replaced or deleted there are "
+                             "picked up), or hf://OWNER/NAME[@REVISION]: the .safetensors files of a Hub model "
+                             "repository, read-only")
     parser.add_argument("--backbone", default=None, metavar="ID",
                         help="backbone id: a timm name, a checkpoint file or dinov2-s14-imgfocus "
                              "(default: the one the first task file records)")
@@ -42,6 +44,13 @@ def register(subparsers) -> None:
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
                         help="most pixels decoded for one request, all its images together, checked from the "
                              "headers before decoding, in [1, 1000000000] (40000000)")
+    parser.add_argument("--max-loaded-tasks", type=int, default=None, metavar="N",
+                        help="most tasks in memory, in [1, 10000000]; with this or --max-task-memory-mb, tasks "
+                             "load on their first request and the least recently used are evicted (default: no "
+                             "bound, every task loaded at start)")
+    parser.add_argument("--max-task-memory-mb", type=float, default=None, metavar="MB",
+                        help="most memory the loaded tasks' own tensors take (the shared backbone not counted), "
+                             "in [0.001, 16777216] (default: no bound)")
     parser.add_argument("--admin-token", default=None,
                         help="turns on PUT/DELETE /v1/tasks/{task} for 'Authorization: Bearer TOKEN' "
                              "(default: env VPTUNE_ADMIN_TOKEN; unset: admin routes off)")
@@ -57,19 +66,22 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.app import create_app
         from ..serve.config import ServeConfig, admin_token_from_env, check_number
         from ..serve.registry import check_task_files
+        from ..serve.sources import is_hub
     except ImportError as err:
         raise VptuneError(f"serving needs the 'serve' extra ({err.name} is missing): pip install 'vptune[serve]'") from err
     from ..backbones import check_backbone_id
 
     config = ServeConfig(
-        tasks_dir=Path(args.tasks), backbone=args.backbone, device=args.device, max_batch=args.max_batch,
+        tasks_dir=args.tasks if is_hub(args.tasks) else Path(args.tasks), backbone=args.backbone, device=args.device, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, watch_seconds=args.watch_seconds,
         max_body_mb=args.max_body_mb, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
+        max_loaded_tasks=args.max_loaded_tasks, max_task_memory_mb=args.max_task_memory_mb,
         admin_token=admin_token_from_env(args.admin_token),
     )
     if args.backbone is not None:
         check_backbone_id(args.backbone)
-    check_task_files(config.tasks_dir)
+    if not is_hub(config.tasks_dir):
+        check_task_files(config.tasks_dir)
     check_number("port", args.port, int, 1, 65535)
     listening = bind(args.host, args.port)
     failures: list[str] = []
