@@ -454,9 +454,9 @@ def test_a_full_queue_answers_429_and_the_queued_requests_still_finish(files, tm
     gate = threading.Event()
 
     class GatedMultiTask(MultiTask):
-        def predict(self, *args, **kwargs):
+        def predict_prepared(self, *args, **kwargs):
             gate.wait(60)
-            return super().predict(*args, **kwargs)
+            return super().predict_prepared(*args, **kwargs)
 
     config = ServeConfig(tasks_dir=copy_tasks(files, tmp_path / "tasks"), max_batch=1, max_wait_ms=0, max_queue=1)
     server = ServerThread(create_app(config, lambda backbone, device: GatedMultiTask(backbone, device=device)))

@@ -44,6 +44,11 @@ def register(subparsers) -> None:
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
                         help="most pixels decoded for one request, all its images together, checked from the "
                              "headers before decoding, in [1, 1000000000] (40000000)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16 runs each batch under bf16 autocast (on a CPU without native bf16 it is "
+                             "emulated and slower; a warning says so) (fp32)")
+    parser.add_argument("--decode-threads", type=int, default=2, metavar="N",
+                        help="threads that decode and resize images while the previous batch runs, in [1, 256] (2)")
     parser.add_argument("--max-loaded-tasks", type=int, default=None, metavar="N",
                         help="most tasks in memory, in [1, 10000000]; with this or --max-task-memory-mb, tasks "
                              "load on their first request and the least recently used are evicted (default: no "
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, watch_seconds=args.watch_seconds,
         max_body_mb=args.max_body_mb, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         max_loaded_tasks=args.max_loaded_tasks, max_task_memory_mb=args.max_task_memory_mb,
+        precision=args.precision, decode_threads=args.decode_threads,
         admin_token=admin_token_from_env(args.admin_token),
     )
     if args.backbone is not None:

@@ -14,9 +14,11 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import torch
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -31,7 +33,8 @@ from .._version import __version__
 from ..errors import VptuneError
 from .batching import Batcher
 from .config import ServeConfig
-from .decode import decode_image, decode_images
+from .decode import decode_images
+from .images import prepare_image
 from .docs_page import add_offline_docs, offline_docs_available
 from .http_errors import AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError, UnknownTaskError
 from .limits import BodyLimit
@@ -83,7 +86,18 @@ def create_app(
     A start that cannot succeed (the backbone does not load, no file of the folder loads) is
     answered on /readyz with its reason and told to `on_failed_start` (`vptune serve` exits).
     """
-    registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask, config.tier_limits)
+    registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask, config.tier_limits,
+                            config.precision)
+    # Images are decoded and prepared here, a bounded number at a time, while the batching thread runs the model.
+    decoding = ThreadPoolExecutor(max_workers=config.decode_threads, thread_name_prefix="vptune-decode")
+
+    async def prepared(datas: list[bytes], tasks: list[str], names: list[str] | None = None) -> list[Any]:
+        """The model inputs of one request's images, each prepared as its (acquired) task's evaluation did."""
+        def work() -> list[Any]:
+            images = decode_images(datas, config.max_pixels, names)
+            return [prepare_image(image, registry.input_spec(task)) for image, task in zip(images, tasks)]
+
+        return await asyncio.get_running_loop().run_in_executor(decoding, work)
     registry.on_failed_start = on_failed_start
     metrics = Metrics()
     batcher = Batcher(
@@ -99,10 +113,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if config.precision == "bf16":
+            from ..engine.runinfo import warn_if_slow_bf16  # as training warns
+
+            warn_if_slow_bf16(torch.device(config.device), config.precision)
         registry.start(config.watch_seconds)
         batcher.start()
         yield
         await batcher.stop()
+        decoding.shutdown(wait=False, cancel_futures=True)
         await run_in_threadpool(registry.stop)
 
     app = FastAPI(
@@ -191,8 +210,9 @@ def create_app(
         count_tasks(request, [task])
         require_ready()
         _require_known(registry, [task])
-        image = await run_in_threadpool(decode_image, await _image_bytes(request), config.max_pixels)
+        data = await _image_bytes(request)
         async with acquired([task]):
+            (image,) = await prepared([data], [task])
             ranked = await batcher.submit(image, task, top_k)
         return PredictResponse(task=task, predictions=[_prediction(p) for p in ranked])
 
@@ -207,8 +227,8 @@ def create_app(
         _require_known(registry, tasks)
         datas = [_base64(item.image, index) for index, item in enumerate(body.items)]
         names = [f"items[{index}].image" for index in range(len(datas))]
-        images = await run_in_threadpool(decode_images, datas, config.max_pixels, names)
         async with acquired(tasks):
+            images = await prepared(datas, tasks, names)
             ranked = await asyncio.gather(*(batcher.submit(image, task, body.top_k) for image, task in zip(images, tasks)))
         return BatchResponse(results=[
             PredictResponse(task=item.task, predictions=[_prediction(p) for p in r]) for item, r in zip(body.items, ranked)

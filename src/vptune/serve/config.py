@@ -21,6 +21,7 @@ from .sources import is_hub
 from .tier import Limits
 
 ADMIN_TOKEN_ENV = "VPTUNE_ADMIN_TOKEN"
+PRECISIONS = ("fp32", "bf16")
 
 
 def limit(default: float, low: float, high: float) -> Any:
@@ -35,7 +36,8 @@ class ServeConfig:
     `tasks_dir` holds one `<task>.safetensors` per task, or is `hf://OWNER/NAME[@REVISION]`,
     a Hub repository of task files (read-only); `backbone` defaults to the one the first task
     file records. `max_loaded_tasks` / `max_task_memory_mb` bound the tasks in memory (loaded
-    on first request, least recently used evicted). `admin_token` None turns the admin routes off. `max_pixels`
+    on first request, least recently used evicted). `precision` bf16 runs batches under bf16
+    autocast; `decode_threads` threads decode and prepare images while batches run. `admin_token` None turns the admin routes off. `max_pixels`
     bounds the pixels decoded for one request, all its images together.
     """
 
@@ -53,6 +55,8 @@ class ServeConfig:
     # The tier: None leaves it unbounded (every task loaded at start).
     max_loaded_tasks: int | None = limit(None, 1, 10_000_000)
     max_task_memory_mb: float | None = limit(None, 0.001, 16_777_216)
+    precision: str = "fp32"
+    decode_threads: int = limit(2, 1, 256)
     admin_token: str | None = None
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class ServeConfig:
                 kind = int if str(spec.type).startswith("int") else float
                 check_number(spec.name, getattr(self, spec.name), kind, *spec.metadata["range"])
         check_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise VptuneError(f"--precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
         if self.admin_token is not None and not self.admin_token.strip():
             raise VptuneError("--admin-token is empty; give a secret, or leave it out to keep admin routes off")
         if is_hub(self.tasks_dir):

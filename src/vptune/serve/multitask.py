@@ -150,7 +150,9 @@ class MultiTask:
                 f"need one task name per image: a batch of shape {tuple(batch.shape)} and {len(task_names)} names"
             )
         self._require(task_names)
-        batch = batch.to(self.device)
+        if self.device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()  # page-locked, so the copy is one DMA that overlaps the host's work
+        batch = batch.to(self.device, non_blocking=True)
         samples: dict[str, list[int]] = {}
         for i, name in enumerate(task_names):
             samples.setdefault(name, []).append(i)
@@ -173,8 +175,14 @@ class MultiTask:
             raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
         if not images:
             return []
-        batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
-        logits = self.logits(batch, task_names)
+        return self.predict_prepared([self.prepare(image, name) for image, name in zip(images, task_names)],
+                                     task_names, top_k)
+
+    def predict_prepared(
+        self, inputs: Sequence[torch.Tensor], task_names: Sequence[str], top_k: int = 5
+    ) -> list[list[Prediction]]:
+        """`predict` for images already prepared (`prepare`, e.g. on other threads), one `(3, H, W)` each."""
+        logits = self.logits(torch.stack(list(inputs)), task_names)
         return [best_classes(self._kind(name).scores(row), self._models[name].class_names, top_k)
                 for row, name in zip(logits, task_names)]
 

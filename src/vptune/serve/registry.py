@@ -17,6 +17,7 @@ failed start (`start_error`), reported to `on_failed_start`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -24,6 +25,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..errors import VptuneError
 from .http_errors import NotReadyError, ReadOnlyTasksError, UnknownTaskError, UploadError
@@ -82,9 +85,10 @@ class TaskRegistry:
 
     def __init__(
         self, tasks: str | Path, backbone: str | None, device: str, make_multitask: MultiTaskFactory = default_multitask,
-        limits: Limits = Limits(),
+        limits: Limits = Limits(), precision: str = "fp32",
     ) -> None:
         self.where = str(tasks)
+        self.precision = precision
         self._tasks_arg = tasks
         self.backbone = backbone
         self.device = device
@@ -210,10 +214,18 @@ class TaskRegistry:
         """The input pipeline of loaded task `name` (see `prepare_image`)."""
         return self._multitask.model(name).input_spec
 
-    def predict(self, images: Sequence[Any], task_names: Sequence[str], top_k: int) -> list[list[Any]]:
-        """One MultiTask call for images of any mix of (acquired) tasks, from the batching thread."""
-        with self._model_lock:
-            return self._multitask.predict(list(images), list(task_names), top_k=top_k)
+    def predict(self, inputs: Sequence[Any], task_names: Sequence[str], top_k: int) -> list[list[Any]]:
+        """One MultiTask call for prepared images (`input_spec`) of any mix of acquired tasks, from the
+        batching thread; under bf16 autocast with `precision` bf16."""
+        with self._model_lock, self._autocast():
+            return self._multitask.predict_prepared(list(inputs), list(task_names), top_k=top_k)
+
+    def _autocast(self) -> Any:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        from ..engine.evaluate import autocast  # the training engine's, imported only when asked for
+
+        return autocast(torch.device(self.device), self.precision)
 
     # ------------------------------------------------------------ files
     def sync(self) -> None:
