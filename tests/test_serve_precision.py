@@ -10,6 +10,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
+from conftest import assert_one_line_error, run_vptune
 from serve_helpers import Reference, many_task_files, png, random_backbone_file, wait_for
 from vptune.engine import runinfo
 from vptune.errors import VptuneError
@@ -49,3 +50,12 @@ def test_bf16_answers_are_the_tasks_own_to_bf16_precision(paths, monkeypatch, ca
 def test_bad_settings_are_refused(paths, settings, message):
     with pytest.raises(VptuneError, match=message.replace("[", r"\[").replace("+", r"\+")):
         ServeConfig(tasks_dir=paths[0].parent, **settings)
+
+
+def test_plain_serve_imports_no_ray_and_ray_flags_need_ray(paths):
+    code = "import sys, vptune.cli.serve, vptune.serve.app; print('ray' in sys.modules)"
+    assert run_vptune("-c", code, prefix=()).stdout.strip() == "False"
+    result = run_vptune("serve", "--tasks", str(paths[0].parent), "--replicas", "2")
+    assert_one_line_error(result.returncode, result.stderr, "--replicas goes with --ray")
+    result = run_vptune("serve", "--tasks", str(paths[0].parent), "--ray", "--autoscale", "3:1")
+    assert_one_line_error(result.returncode, result.stderr, "--autoscale '3:1' must be MIN:MAX")

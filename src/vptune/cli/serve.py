@@ -6,12 +6,15 @@ import argparse
 import errno
 import signal
 import socket
+import sys
+import threading
 from pathlib import Path
 
 from ..errors import VptuneError
 
 # After SIGTERM or Ctrl-C, requests still running get this long to finish before they are cut.
 GRACEFUL_SECONDS = 3
+RAY_APP = "vptune"
 
 
 def register(subparsers) -> None:
@@ -59,6 +62,17 @@ def register(subparsers) -> None:
     parser.add_argument("--admin-token", default=None,
                         help="turns on PUT/DELETE /v1/tasks/{task} for 'Authorization: Bearer TOKEN' "
                              "(default: env VPTUNE_ADMIN_TOKEN; unset: admin routes off)")
+    parser.add_argument("--ray", action="store_true",
+                        help="deploy the service on Ray Serve (the 'ray' extra): replicas, each with its own "
+                             "batching and tier; clients send 'serve_multiplexed_model_id: TASK' to be routed to a "
+                             "replica that holds the task")
+    parser.add_argument("--replicas", type=int, default=None, metavar="N",
+                        help="with --ray: replicas, in [1, 1024] (1)")
+    parser.add_argument("--autoscale", default=None, metavar="MIN:MAX",
+                        help="with --ray, instead of --replicas: between MIN and MAX replicas, scaled on ongoing requests")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="with --ray: the Ray cluster to join (default: a local Ray instance, started and "
+                             "stopped with the service)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="uvicorn's log level (info)")
     parser.set_defaults(func=run)
@@ -89,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     if not is_hub(config.tasks_dir):
         check_task_files(config.tasks_dir)
     check_number("port", args.port, int, 1, 65535)
+    if args.ray:
+        return run_on_ray(args, config)
+    for flag in ("replicas", "autoscale", "ray_address"):
+        if getattr(args, flag) is not None:
+            raise VptuneError(f"--{flag.replace('_', '-')} goes with --ray; add --ray or leave it out")
     listening = bind(args.host, args.port)
     failures: list[str] = []
 
@@ -112,6 +131,41 @@ def run(args: argparse.Namespace) -> int:
         listening.close()
     if failures:
         raise VptuneError(f"the service could not start: {failures[0]}")
+    return 0
+
+
+def run_on_ray(args: argparse.Namespace, config) -> int:
+    """Deploy on Ray Serve and serve until SIGTERM or Ctrl-C, then take the deployment down."""
+    from ..serve.config import check_number
+    from ..serve.ray_deploy import deployment, parse_autoscale, ray_serve
+
+    if args.replicas is not None and args.autoscale is not None:
+        raise VptuneError("--replicas and --autoscale exclude each other; give one")
+    autoscale = parse_autoscale(args.autoscale) if args.autoscale is not None else None
+    replicas = 1 if args.replicas is None else args.replicas
+    check_number("replicas", replicas, int, 1, 1024)
+    serve = ray_serve()
+    import ray
+
+    if args.ray_address is None:
+        bind(args.host, args.port).close()  # the port is free before a local Ray instance starts
+    ray.init(address=args.ray_address, include_dashboard=False, logging_level=args.log_level.upper())
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        print(f"ray: {ray.get_runtime_context().gcs_address}", file=sys.stderr, flush=True)
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(deployment(config, replicas=replicas, autoscale=autoscale), name=RAY_APP, route_prefix="/")
+        how = f"{autoscale[0]} to {autoscale[1]} replicas" if autoscale else f"{replicas} replica(s)"
+        print(f"serving on http://{args.host}:{args.port} with {how} on Ray Serve", file=sys.stderr, flush=True)
+        stop.wait()
+    finally:
+        if args.ray_address is None:
+            serve.shutdown()
+            ray.shutdown()
+        else:
+            serve.delete(RAY_APP)
     return 0
 
 

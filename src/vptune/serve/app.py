@@ -13,7 +13,7 @@ import binascii
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -80,11 +80,14 @@ def create_app(
     config: ServeConfig,
     make_multitask: MultiTaskFactory = default_multitask,
     on_failed_start: Callable[[str], None] | None = None,
+    on_tasks: Callable[[list[str]], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """The service for `config`; the backbone and tasks load in the background once it starts.
 
     A start that cannot succeed (the backbone does not load, no file of the folder loads) is
     answered on /readyz with its reason and told to `on_failed_start` (`vptune serve` exits).
+    `on_tasks` is awaited with the task names of each prediction request before they are loaded
+    (a Ray Serve replica registers them for routing).
     """
     registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask, config.tier_limits,
                             config.precision)
@@ -155,6 +158,8 @@ def create_app(
     @asynccontextmanager
     async def acquired(names: list[str]):
         """The tasks `names`, loaded (waiting for their loads) and kept in memory while the block runs."""
+        if on_tasks is not None:
+            await on_tasks(names)
         await registry.tier.acquire(names)
         try:
             yield
