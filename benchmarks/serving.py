@@ -23,6 +23,8 @@ long: requests/s and p50/p99 request latency, end to end.
 
     python benchmarks/serving.py --quick     # small backbone, a few minutes on 2 cores
     python benchmarks/serving.py             # ViT-B/16 at 224 px, 50 prompts
+    python benchmarks/serving.py --tier      # 10,000 task files, a tier of 500 (serving_scale.py)
+    python benchmarks/serving.py --replicas  # 1 vs 2 Ray Serve replicas (serving_scale.py)
 """
 
 from __future__ import annotations
@@ -278,8 +280,28 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--http", type=float, default=0, metavar="SECONDS",
                         help="also load the HTTP service for this long per setting (8 clients, uniform)")
+    parser.add_argument("--tier", action="store_true",
+                        help="instead: the tier run (see serving_scale.py): --tier-tasks files, a tier of --tier-size")
+    parser.add_argument("--tier-tasks", type=int, default=10_000)
+    parser.add_argument("--tier-size", type=int, default=500)
+    parser.add_argument("--baseline-tasks", type=int, default=1000, help="tasks of the all-loaded baseline (1000)")
+    parser.add_argument("--replicas", action="store_true",
+                        help="instead: 1 vs 2 Ray Serve replicas (see serving_scale.py) on --replica-tasks tasks")
+    parser.add_argument("--replica-tasks", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=30, help="load per setting of --tier and --replicas (30)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # COUNT:MIX, in a subprocess
     args = parser.parse_args()
+    if args.tier or args.replicas:
+        import serving_scale
+
+        with tempfile.TemporaryDirectory() as root:
+            if args.tier:
+                serving_scale.print_rows(serving_scale.tier_run(
+                    Path(root) / "tier", args.tier_tasks, args.tier_size, args.baseline_tasks, args.seconds))
+            if args.replicas:
+                serving_scale.print_rows(serving_scale.replicas_run(Path(root) / "replicas", args.replica_tasks,
+                                                                    args.seconds))
+        return
     quick = {"arch": "vit_tiny_patch16_224", "img_size": 64, "num_prompts": 10, "batch": 16, "repeats": 8}
     full = {"arch": "vit_base_patch16_224", "img_size": 224, "num_prompts": 50, "batch": 32, "repeats": 30}
     for key, value in (quick if args.quick else full).items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import socket
 import threading
@@ -151,3 +152,30 @@ def wait_for(condition, timeout: float = 60.0, message: str = "condition") -> No
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {message}")
 
+
+
+def many_task_files(backbone: Path, folder: Path, count: int, *, classes: int = 5, num_prompts: int = 2) -> list[Path]:
+    """`count` VPT-Deep task files `t0000...` on `backbone`, each with its own random prompts and head."""
+    torch.manual_seed(100)
+    model = vptune.create(str(backbone), "vpt-deep", classes, arch=ARCH, img_size=32, num_prompts=num_prompts,
+                          class_names=[f"class{i}" for i in range(classes)])
+    paths = []
+    with torch.no_grad():
+        for index in range(count):
+            model.head.weight.normal_(0, 0.2)
+            model.head.bias.normal_(0, 1)
+            model.prompt.embeddings.normal_(0, 1)
+            paths.append(vptune.save(model, folder / f"t{index:04d}.safetensors"))
+    return paths
+
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    """The value of one sample of /metrics (0 when absent)."""
+    text = client.get("/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0

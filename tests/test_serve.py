@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import re
 import socket
 import shutil
 import struct
@@ -19,7 +18,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 
-from serve_helpers import TASKS, Reference, ServerThread, build_task_files, copy_tasks, png, wait_for
+from serve_helpers import TASKS, Reference, ServerThread, build_task_files, copy_tasks, metric, png, wait_for
 from vptune.serve.app import create_app
 from vptune.serve.config import ServeConfig
 
@@ -100,17 +99,6 @@ def assert_error(response: httpx.Response, status: int | tuple[int, ...], kind: 
 def admin(client: httpx.Client, method: str, task: str, data: bytes | None = None, token: str | None = TOKEN):
     headers = {"authorization": f"Bearer {token}"} if token is not None else {}
     return client.request(method, f"/v1/tasks/{task}", content=data, headers=headers)
-
-
-def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    """The value of one sample of /metrics (0 when absent)."""
-    text = client.get("/metrics").text
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_lists_tasks_with_method_classes_and_bytes(client, served):
@@ -466,9 +454,9 @@ def test_a_full_queue_answers_429_and_the_queued_requests_still_finish(files, tm
     gate = threading.Event()
 
     class GatedMultiTask(MultiTask):
-        def predict(self, *args, **kwargs):
+        def predict_prepared(self, *args, **kwargs):
             gate.wait(60)
-            return super().predict(*args, **kwargs)
+            return super().predict_prepared(*args, **kwargs)
 
     config = ServeConfig(tasks_dir=copy_tasks(files, tmp_path / "tasks"), max_batch=1, max_wait_ms=0, max_queue=1)
     server = ServerThread(create_app(config, lambda backbone, device: GatedMultiTask(backbone, device=device)))

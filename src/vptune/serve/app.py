@@ -13,10 +13,12 @@ import binascii
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import torch
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -31,9 +33,10 @@ from .._version import __version__
 from ..errors import VptuneError
 from .batching import Batcher
 from .config import ServeConfig
-from .decode import decode_image, decode_images
+from .decode import decode_images
+from .images import prepare_image
 from .docs_page import add_offline_docs, offline_docs_available
-from .http_errors import AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError
+from .http_errors import AdminDisabledError, ImageError, NotReadyError, ServeError, UnauthorizedError, UnknownTaskError
 from .limits import BodyLimit
 from .metrics import UNKNOWN_TASK, Metrics
 from .page import PAGE
@@ -77,13 +80,27 @@ def create_app(
     config: ServeConfig,
     make_multitask: MultiTaskFactory = default_multitask,
     on_failed_start: Callable[[str], None] | None = None,
+    on_tasks: Callable[[list[str]], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """The service for `config`; the backbone and tasks load in the background once it starts.
 
     A start that cannot succeed (the backbone does not load, no file of the folder loads) is
     answered on /readyz with its reason and told to `on_failed_start` (`vptune serve` exits).
+    `on_tasks` is awaited with the task names of each prediction request before they are loaded
+    (a Ray Serve replica registers them for routing).
     """
-    registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask)
+    registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask, config.tier_limits,
+                            config.precision)
+    # Images are decoded and prepared here, a bounded number at a time, while the batching thread runs the model.
+    decoding = ThreadPoolExecutor(max_workers=config.decode_threads, thread_name_prefix="vptune-decode")
+
+    async def prepared(datas: list[bytes], tasks: list[str], names: list[str] | None = None) -> list[Any]:
+        """The model inputs of one request's images, each prepared as its (acquired) task's evaluation did."""
+        def work() -> list[Any]:
+            images = decode_images(datas, config.max_pixels, names)
+            return [prepare_image(image, registry.input_spec(task)) for image, task in zip(images, tasks)]
+
+        return await asyncio.get_running_loop().run_in_executor(decoding, work)
     registry.on_failed_start = on_failed_start
     metrics = Metrics()
     batcher = Batcher(
@@ -93,13 +110,21 @@ def create_app(
     metrics.queue_depth.set_function(lambda: batcher.depth)
     registry.on_change = metrics.tasks_loaded.set
     registry.on_load_error = lambda name: metrics.load_errors.inc()
+    registry.on_load = metrics.observe_load
+    registry.on_evict = metrics.task_evictions.inc
+    metrics.task_memory.set_function(lambda: registry.tier.memory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if config.precision == "bf16":
+            from ..engine.runinfo import warn_if_slow_bf16  # as training warns
+
+            warn_if_slow_bf16(torch.device(config.device), config.precision)
         registry.start(config.watch_seconds)
         batcher.start()
         yield
         await batcher.stop()
+        decoding.shutdown(wait=False, cancel_futures=True)
         await run_in_threadpool(registry.stop)
 
     app = FastAPI(
@@ -128,8 +153,18 @@ def create_app(
             raise UnauthorizedError("admin routes need the header 'Authorization: Bearer <admin token>'")
 
     def count_tasks(request: Request, names: list[str]) -> None:
-        loaded = {info.name for info in registry.tasks()}
-        request.state.tasks = [name if name in loaded else UNKNOWN_TASK for name in names]
+        request.state.tasks = [name if registry.tier.state(name) else UNKNOWN_TASK for name in names]
+
+    @asynccontextmanager
+    async def acquired(names: list[str]):
+        """The tasks `names`, loaded (waiting for their loads) and kept in memory while the block runs."""
+        if on_tasks is not None:
+            await on_tasks(names)
+        await registry.tier.acquire(names)
+        try:
+            yield
+        finally:
+            registry.tier.release(names)
 
     @app.get("/", response_class=HTMLResponse, summary="A page that lists the tasks and classifies a dropped image")
     async def page() -> str:
@@ -143,21 +178,31 @@ def create_app(
              summary="Readiness: 200 once the backbone and the folder's tasks are loaded, 503 before")
     async def readyz() -> Status:
         require_ready()
-        return Status(status="ready", detail=f"{len(registry.tasks())} tasks loaded")
+        known = len(registry.tier.states()) - len(registry.failed())
+        return Status(status="ready", detail=f"{len(registry.tasks())} tasks loaded, {known} known")
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics in text format")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    @app.get("/v1/tasks", response_model=TaskList, summary="The tasks being served")
+    @app.get("/v1/tasks", response_model=TaskList, summary="The tasks being served, each with its state")
     async def list_tasks() -> TaskList:
-        errors = registry.errors()
-        return TaskList(tasks=[_summary(info, errors.get(info.name)) for info in registry.tasks()],
-                        failed=[FailedFile(name=name, error=error) for name, error in sorted(registry.failed().items())])
+        errors, loaded = registry.errors(), {info.name: info for info in registry.tasks()}
+        listed = []
+        for name, state in registry.tier.states().items():
+            if state == "failed":
+                continue
+            info = loaded.get(name) if state == "loaded" else None
+            listed.append(_summary(info, errors.get(name)) if info else TaskSummary(name=name, state=state))
+        return TaskList(tasks=listed,
+                        failed=[FailedFile(name=name, error=error) for name, error in registry.failed().items()])
 
-    @app.get("/v1/tasks/{task}", response_model=TaskDetail, responses=errors(404), summary="One task and its classes")
+    @app.get("/v1/tasks/{task}", response_model=TaskDetail, responses=errors(404, 422),
+             summary="One task and its classes (loading it if needed)")
     async def get_task(task: str) -> TaskDetail:
-        info = registry.get(task)
+        require_ready()
+        async with acquired([task]):
+            info = registry.get(task)
         summary = _summary(info, registry.errors().get(task))
         return TaskDetail(**summary.model_dump(), class_names=list(info.class_names))
 
@@ -169,9 +214,11 @@ def create_app(
         top_k = query.top_k
         count_tasks(request, [task])
         require_ready()
-        registry.get(task)
-        image = await run_in_threadpool(decode_image, await _image_bytes(request), config.max_pixels)
-        ranked = await batcher.submit(image, task, top_k)
+        _require_known(registry, [task])
+        data = await _image_bytes(request)
+        async with acquired([task]):
+            (image,) = await prepared([data], [task])
+            ranked = await batcher.submit(image, task, top_k)
         return PredictResponse(task=task, predictions=[_prediction(p) for p in ranked])
 
     @app.post(
@@ -181,14 +228,13 @@ def create_app(
     async def predict_many(body: BatchRequest, request: Request) -> BatchResponse:
         count_tasks(request, [item.task for item in body.items])
         require_ready()
-        for item in body.items:
-            registry.get(item.task)
+        tasks = [item.task for item in body.items]
+        _require_known(registry, tasks)
         datas = [_base64(item.image, index) for index, item in enumerate(body.items)]
         names = [f"items[{index}].image" for index in range(len(datas))]
-        images = await run_in_threadpool(decode_images, datas, config.max_pixels, names)
-        ranked = await asyncio.gather(
-            *(batcher.submit(image, item.task, body.top_k) for image, item in zip(images, body.items))
-        )
+        async with acquired(tasks):
+            images = await prepared(datas, tasks, names)
+            ranked = await asyncio.gather(*(batcher.submit(image, task, body.top_k) for image, task in zip(images, tasks)))
         return BatchResponse(results=[
             PredictResponse(task=item.task, predictions=[_prediction(p) for p in r]) for item, r in zip(body.items, ranked)
         ])
@@ -267,6 +313,13 @@ def _base64(text: str, index: int) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as err:
         raise ImageError(f"items[{index}].image is not valid base64 ({err})") from err
+
+
+def _require_known(registry: TaskRegistry, names: list[str]) -> None:
+    """UnknownTaskError (404) for the first name without a file, before anything is decoded or loaded."""
+    for name in names:
+        if registry.tier.state(name) is None:
+            raise UnknownTaskError(f"task '{name}' is not served; GET /v1/tasks lists the tasks")
 
 
 def _summary(info: Any, error: str | None = None) -> TaskSummary:

@@ -16,8 +16,12 @@ from typing import Any
 import torch
 
 from ..errors import VptuneError
+from ..hub.tasks import parse_hub_uri
+from .sources import is_hub
+from .tier import Limits
 
 ADMIN_TOKEN_ENV = "VPTUNE_ADMIN_TOKEN"
+PRECISIONS = ("fp32", "bf16")
 
 
 def limit(default: float, low: float, high: float) -> Any:
@@ -29,12 +33,15 @@ def limit(default: float, low: float, high: float) -> Any:
 class ServeConfig:
     """How the service loads tasks, batches requests and limits input.
 
-    `tasks_dir` holds one `<task>.safetensors` per task; `backbone` defaults to the one the
-    first task file records. `admin_token` None turns the admin routes off. `max_pixels`
+    `tasks_dir` holds one `<task>.safetensors` per task, or is `hf://OWNER/NAME[@REVISION]`,
+    a Hub repository of task files (read-only); `backbone` defaults to the one the first task
+    file records. `max_loaded_tasks` / `max_task_memory_mb` bound the tasks in memory (loaded
+    on first request, least recently used evicted). `precision` bf16 runs batches under bf16
+    autocast; `decode_threads` threads decode and prepare images while batches run. `admin_token` None turns the admin routes off. `max_pixels`
     bounds the pixels decoded for one request, all its images together.
     """
 
-    tasks_dir: Path
+    tasks_dir: Path | str
     backbone: str | None = None
     device: str = "cpu"
     max_batch: int = limit(32, 1, 4096)
@@ -45,13 +52,26 @@ class ServeConfig:
     max_body_mb: float = limit(20.0, 0.001, 1024)
     max_upload_mb: float = limit(200.0, 0.001, 16_384)
     max_pixels: int = limit(40_000_000, 1, 1_000_000_000)
+    # The tier: None leaves it unbounded (every task loaded at start).
+    max_loaded_tasks: int | None = limit(None, 1, 10_000_000)
+    max_task_memory_mb: float | None = limit(None, 0.001, 16_777_216)
+    precision: str = "fp32"
+    decode_threads: int = limit(2, 1, 256)
     admin_token: str | None = None
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            if "range" in spec.metadata:
-                check_number(spec.name, getattr(self, spec.name), int if spec.type in (int, "int") else float,
-                             *spec.metadata["range"])
+            if "range" in spec.metadata and getattr(self, spec.name) is not None:
+                kind = int if str(spec.type).startswith("int") else float
+                check_number(spec.name, getattr(self, spec.name), kind, *spec.metadata["range"])
+        check_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise VptuneError(f"--precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise VptuneError("--admin-token is empty; give a secret, or leave it out to keep admin routes off")
+        if is_hub(self.tasks_dir):
+            parse_hub_uri(str(self.tasks_dir))
+            return
         folder = Path(self.tasks_dir)
         if not folder.is_dir():
             what = "is a file" if folder.exists() else "does not exist"
@@ -59,9 +79,6 @@ class ServeConfig:
                               "files")
         if not os.access(folder, os.R_OK | os.X_OK):
             raise VptuneError(f"--tasks '{self.tasks_dir}' cannot be read; check its permissions")
-        if self.admin_token is not None and not self.admin_token.strip():
-            raise VptuneError("--admin-token is empty; give a secret, or leave it out to keep admin routes off")
-        check_device(self.device)
 
     @property
     def max_body_bytes(self) -> int:
@@ -70,6 +87,11 @@ class ServeConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def tier_limits(self) -> Limits:
+        memory = None if self.max_task_memory_mb is None else int(self.max_task_memory_mb * 2**20)
+        return Limits(self.max_loaded_tasks, memory)
 
 
 def check_number(name: str, value: Any, kind: type, low: float, high: float) -> None:

@@ -66,3 +66,15 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+
+
+class TaskLoadError(ServeError):
+    """The request names a task whose file cannot be loaded; the message names the file and why."""
+
+    status_code = 422
+
+
+class ReadOnlyTasksError(ServeError):
+    """Admin changes asked of tasks that come from a read-only source (a Hub repository)."""
+
+    status_code = 409

@@ -10,7 +10,7 @@ UNKNOWN_TASK = "_unknown"
 
 
 class Metrics:
-    """Requests by task and status, latency and queue-time histograms, batch sizes, tasks loaded."""
+    """Requests by task and status, latency and queue-time histograms, batch sizes, tasks loaded, loads and evictions."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -39,8 +39,25 @@ class Metrics:
         self.load_errors = Counter(
             "vptune_task_load_errors", "Task files in the folder that could not be loaded", registry=self.registry,
         )
-        self.tasks_loaded = Gauge("vptune_tasks_loaded", "Tasks being served", registry=self.registry)
+        self.tasks_loaded = Gauge("vptune_tasks_loaded", "Tasks in memory", registry=self.registry)
+        self.task_loads = Counter(
+            "vptune_task_loads", "Tasks loaded on a request (tier misses)", registry=self.registry,
+        )
+        self.task_evictions = Counter(
+            "vptune_task_evictions", "Tasks evicted from memory, least recently used first", registry=self.registry,
+        )
+        self.task_load_seconds = Histogram(
+            "vptune_task_load_seconds", "Time to load a task on a request", buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.task_memory = Gauge(
+            "vptune_task_memory_bytes", "Bytes the loaded tasks hold beyond the shared backbone", registry=self.registry,
+        )
         self.queue_depth = Gauge("vptune_queue_depth", "Images waiting for a batch", registry=self.registry)
+
+    def observe_load(self, seconds: float) -> None:
+        self.task_loads.inc()
+        self.task_load_seconds.observe(seconds)
 
     def observe_batch(self, size: int, waits: list[float]) -> None:
         self.batch_size.observe(size)

@@ -34,8 +34,8 @@ _LOAD_ERRORS = (VptuneError, SafetensorError, OSError, ValueError, KeyError, Typ
 @dataclass(frozen=True)
 class TaskInfo:
     """A loaded task: its method, classes, per-task bytes, source file (None for a model
-    passed in) and whether it runs in the shared backbone forward (`shared`) or as its own
-    sub-batch."""
+    passed in), whether it runs in the shared backbone forward (`shared`) or as its own
+    sub-batch, and the memory its own tensors take."""
 
     name: str
     method: str
@@ -43,6 +43,18 @@ class TaskInfo:
     bytes: int
     file: str | None
     shared: bool
+    memory: int = 0  # bytes of tensors the task holds beyond the shared backbone
+
+
+@dataclass(frozen=True)
+class LoadedTask:
+    """A task read from its file (`MultiTask.read`), ready to `insert`."""
+
+    name: str
+    model: TunedModel
+    file: str | None
+    size: int
+    memory: int
 
 
 class MultiTask:
@@ -59,6 +71,7 @@ class MultiTask:
         self._backbone_id = backbone if isinstance(backbone, str) else None
         self.backbone: nn.Module | None = None
         self.fingerprint: str | None = None
+        self._backbone_storages: set[int] = set()
         if isinstance(backbone, nn.Module):
             self._set_backbone(backbone)
         self._models: dict[str, TunedModel] = {}
@@ -72,8 +85,15 @@ class MultiTask:
 
     def add(self, name: str, path_or_model: str | os.PathLike | TunedModel) -> TaskInfo:
         """Load a task under `name` (a per-task file or a `TunedModel`); TaskFileError when it cannot join."""
-        if name in self._tasks:
-            raise TaskFileError(f"task '{name}' is already loaded; remove('{name}') first to replace it")
+        return self.insert(self.read(name, path_or_model))
+
+    def read(self, name: str, path_or_model: str | os.PathLike | TunedModel) -> LoadedTask:
+        """Task `name` built on this MultiTask's backbone, not yet served: the slow half of `add`.
+
+        It changes nothing served (except the backbone, which the first task brings), so a
+        caller may read while batches run, even a new version of a served task, and `insert`
+        under its own lock. Raises TaskFileError.
+        """
         if isinstance(path_or_model, TunedModel):
             model, file, size = self._adopt(path_or_model), None, _tensor_bytes(path_or_model)
         else:
@@ -85,12 +105,21 @@ class MultiTask:
             except _LOAD_ERRORS as exc:
                 reason = " ".join(str(exc).split()) or type(exc).__name__
                 raise TaskFileError(f"cannot add task '{name}' from '{file}': {reason}") from exc
-        self._models[name] = model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        return LoadedTask(name, model, file, size, _own_bytes(model, self._backbone_storages))
+
+    def insert(self, task: LoadedTask) -> TaskInfo:
+        """Serve a task `read` returned; TaskFileError if its name is taken meanwhile."""
+        if task.name in self._tasks:
+            raise TaskFileError(f"task '{task.name}' is already loaded; remove('{task.name}') first to replace it")
+        model = task.model
+        self._models[task.name] = model
         part = self._shared_part(model)
         if part is not None:
-            self._parts[name] = part
-        info = TaskInfo(name, model.config["method"], list(model.class_names), size, file, part is not None)
-        self._tasks[name] = info
+            self._parts[task.name] = part
+        info = TaskInfo(task.name, model.config["method"], list(model.class_names), task.size, task.file,
+                        part is not None, task.memory)
+        self._tasks[task.name] = info
         return info
 
     def remove(self, name: str) -> None:
@@ -121,7 +150,9 @@ class MultiTask:
                 f"need one task name per image: a batch of shape {tuple(batch.shape)} and {len(task_names)} names"
             )
         self._require(task_names)
-        batch = batch.to(self.device)
+        if self.device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()  # page-locked, so the copy is one DMA that overlaps the host's work
+        batch = batch.to(self.device, non_blocking=True)
         samples: dict[str, list[int]] = {}
         for i, name in enumerate(task_names):
             samples.setdefault(name, []).append(i)
@@ -144,8 +175,14 @@ class MultiTask:
             raise VptuneError(f"need one task name per image: {len(images)} images and {len(task_names)} names")
         if not images:
             return []
-        batch = torch.stack([self.prepare(image, name) for image, name in zip(images, task_names)])
-        logits = self.logits(batch, task_names)
+        return self.predict_prepared([self.prepare(image, name) for image, name in zip(images, task_names)],
+                                     task_names, top_k)
+
+    def predict_prepared(
+        self, inputs: Sequence[torch.Tensor], task_names: Sequence[str], top_k: int = 5
+    ) -> list[list[Prediction]]:
+        """`predict` for images already prepared (`prepare`, e.g. on other threads), one `(3, H, W)` each."""
+        logits = self.logits(torch.stack(list(inputs)), task_names)
         return [best_classes(self._kind(name).scores(row), self._models[name].class_names, top_k)
                 for row, name in zip(logits, task_names)]
 
@@ -196,6 +233,7 @@ class MultiTask:
     def _set_backbone(self, backbone: nn.Module, weights: str | None = None) -> None:
         self.backbone = backbone.to(self.device).eval()
         self.fingerprint = weights or fingerprint(backbone)
+        self._backbone_storages = {t.untyped_storage().data_ptr() for t in _tensors(self.backbone)}
         # The shared forward needs ViT blocks it can compute row by row with a key mask.
         self._batched = batched_forward(backbone)
 
@@ -241,6 +279,20 @@ def _share_frozen_tensors(own: nn.Module, shared: nn.Module) -> None:
             twin = twins.get(f"{module_name}.{name}" if module_name else name)
             if not param.requires_grad and twin is not None and twin.shape == param.shape and torch.equal(twin, param):
                 setattr(module, name, twin)
+
+
+def _own_bytes(model: nn.Module, shared: set[int]) -> int:
+    """Bytes of `model`'s tensors whose storage is not among `shared` (each storage counted once)."""
+    own = {}
+    for tensor in _tensors(model):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in shared:
+            own[storage.data_ptr()] = storage.nbytes()
+    return sum(own.values())
+
+
+def _tensors(module: nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
 
 
 def _tensor_bytes(model: TunedModel) -> int:

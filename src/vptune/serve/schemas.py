@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_ITEMS = 256
@@ -18,9 +20,12 @@ class Prediction(BaseModel):
 
 class TaskSummary(BaseModel):
     name: str
-    method: str = Field(description="tuning method, e.g. vpt-deep or linear")
-    classes: int = Field(description="number of classes")
-    bytes: int = Field(description="size of the per-task file")
+    state: Literal["known", "loading", "loaded"] = Field(
+        "loaded", description="known: its file is listed, not in memory (loaded on its first request); "
+                              "loading; loaded: in memory")
+    method: str | None = Field(None, description="tuning method, e.g. vpt-deep or linear (once loaded)")
+    classes: int | None = Field(None, description="number of classes (once loaded)")
+    bytes: int | None = Field(None, description="size of the per-task file (once loaded)")
     error: str | None = Field(None, description="set when the task's file was replaced by one that cannot be "
                                                 "loaded: why (the previous version keeps serving)")
 
@@ -31,11 +36,12 @@ class TaskDetail(TaskSummary):
 
 class FailedFile(BaseModel):
     name: str = Field(description="task name of a file in the tasks folder that serves nothing")
-    error: str = Field(description="why it could not be loaded")
+    state: Literal["failed"] = "failed"
+    error: str = Field(description="why it could not be loaded (its requests are answered 422 with this)")
 
 
 class TaskList(BaseModel):
-    tasks: list[TaskSummary]
+    tasks: list[TaskSummary] = Field(description="every task that can be asked for, with its state")
     failed: list[FailedFile] = Field(default_factory=list, description="files of the folder that could not be loaded")
 
 

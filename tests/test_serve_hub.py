@@ -1,0 +1,56 @@
+"""`vptune serve --tasks hf://OWNER/NAME`: the task files of a Hub repository, read-only, loaded on request
+(a loopback Hub stands in for the real one)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+huggingface_hub = pytest.importorskip("huggingface_hub")
+
+from fastapi.testclient import TestClient
+
+from hub_server import LocalHub
+from serve_helpers import Reference, many_task_files, png, random_backbone_file, wait_for
+from vptune.serve.app import create_app
+from vptune.serve.config import ServeConfig
+
+
+@pytest.fixture(scope="module")
+def hub_client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub-serve")
+    backbone = random_backbone_file(root / "backbone.safetensors", seed=0)
+    paths = many_task_files(backbone, root / "tasks", 3)
+    files = {f"tasks/{path.name}": path.read_bytes() for path in paths} | {"README.md": b"# tasks\n"}
+    with LocalHub() as hub, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
+        patch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                      hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root / "cache"))
+        hub.add("model", "me/tasks", files)
+        app = create_app(ServeConfig(tasks_dir="hf://me/tasks", max_loaded_tasks=2, admin_token="secret"))
+        with TestClient(app) as client:
+            wait_for(lambda: client.get("/readyz").status_code == 200, message="the service to be ready")
+            yield client, paths, hub
+
+
+def test_the_repositorys_task_files_are_listed_and_loaded_on_request(hub_client):
+    client, paths, hub = hub_client
+    listed = {task["name"]: task["state"] for task in client.get("/v1/tasks").json()["tasks"]}
+    assert set(listed) == {"t0000", "t0001", "t0002"} and listed["t0000"] == "loaded"
+    assert listed["t0002"] == "known" and not hub.downloads("tasks/t0002.safetensors")
+    image = png(1)
+    reference = Reference()
+    for path in paths:
+        answer = client.post(f"/v1/tasks/{path.stem}/predict", content=image)
+        assert answer.status_code == 200, answer.text
+        reference.check(path, image, answer.json())
+    assert hub.downloads("tasks/t0002.safetensors")
+
+
+def test_tasks_from_the_hub_are_read_only(hub_client):
+    client, paths, _ = hub_client
+    answer = client.put("/v1/tasks/new", content=paths[0].read_bytes(), headers={"authorization": "Bearer secret"})
+    assert answer.status_code == 409 and "hf://me/tasks" in answer.json()["error"]
+    answer = client.delete("/v1/tasks/t0000", headers={"authorization": "Bearer secret"})
+    assert answer.status_code == 409
