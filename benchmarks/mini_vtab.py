@@ -3,8 +3,10 @@
 Prepares the offline tasks in two groups (natural: fashion-mnist, digits; structured:
 dsprites-location, dsprites-orientation, shapes-count, shapes-distance), keeps a seeded,
 smaller subset of each split, then runs `vptune sweep` (tune every lr on train800 -> val200,
-retrain the chosen one on train800val200, score on test) for Linear, Full, Bias, Partial-1,
-Adapter, LoRA, VPT-Shallow and VPT-Deep on the offline DINOv2 ViT-S/14 at 56 px. Then
+retrain the chosen one on train800val200, score on test) for the methods of
+benchmarks/mini_vtab.yaml (Linear, Full, Bias, Partial-1, Adapter, Adapter+, AdaptFormer, LoRA,
+VPT-Shallow, VPT-Deep, VFPT, E2VPT; `--methods` takes a subset) on the offline DINOv2 ViT-S/14
+at 56 px. Then
 `vptune report` (Markdown + CSV), `vptune plot` (the prompt-length ablation, a second small
 VPT-Deep sweep) and a `vptune tsne` panel (Linear vs VPT-Deep, first task) into the results
 folder. benchmarks/mini_vtab.yaml is the main sweep as a `vptune sweep --config` file (on

@@ -276,18 +276,18 @@ def main() -> None:
     parser.add_argument("--num-prompts", type=int, default=None, help="VPT-Deep prompts (50; quick: 10)")
     parser.add_argument("--batch", type=int, default=None, help="images per batch (32; quick: 16)")
     parser.add_argument("--repeats", type=int, default=None, help="timed batches per setting (30; quick: 8)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches before each setting (2)")
+    parser.add_argument("--classes", type=int, default=100, help="classes of every task's head (100)")
     parser.add_argument("--http", type=float, default=0, metavar="SECONDS",
                         help="also load the HTTP service for this long per setting (8 clients, uniform)")
     parser.add_argument("--tier", action="store_true",
                         help="instead: the tier run (see serving_scale.py): --tier-tasks files, a tier of --tier-size")
-    parser.add_argument("--tier-tasks", type=int, default=10_000)
-    parser.add_argument("--tier-size", type=int, default=500)
+    parser.add_argument("--tier-tasks", type=int, default=10_000, help="task files of the tier run (10000)")
+    parser.add_argument("--tier-size", type=int, default=500, help="--max-loaded-tasks of the tier run (500)")
     parser.add_argument("--baseline-tasks", type=int, default=1000, help="tasks of the all-loaded baseline (1000)")
     parser.add_argument("--replicas", action="store_true",
                         help="instead: 1 vs 2 Ray Serve replicas (see serving_scale.py) on --replica-tasks tasks")
-    parser.add_argument("--replica-tasks", type=int, default=20)
+    parser.add_argument("--replica-tasks", type=int, default=20, help="task files of the replicas run (20)")
     parser.add_argument("--seconds", type=float, default=30, help="load per setting of --tier and --replicas (30)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # COUNT:MIX, in a subprocess
     args = parser.parse_args()

@@ -3,7 +3,8 @@
 --tier: N tiny-backbone VPT-Deep task files served with a tier of T (`--max-loaded-tasks`), 8
 client threads asking for tasks of Zipf popularity (s=1.1) over HTTP: hit rate (1 - loads /
 requests), requests/s, p50/p99 latency of all requests (misses included), the resident memory
-of the server process, and a sample of answers checked against each task's own model. The
+of the server process (once ready, halfway through the load, at its end, and the peak of
+samples every 0.5 s), and a sample of answers checked against each task's own model. The
 baseline is the same stream over the first B tasks with every one of them loaded at start
 (no tier): loading all N at start would take N loads before the first answer.
 
@@ -174,6 +175,37 @@ def rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
+class RssSampler:
+    """Samples `rss_mb(pid)` every `interval` seconds while the `with` block runs."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._done.wait(self.interval):
+            self.samples.append((time.monotonic() - start, rss_mb(self.pid)))
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> float:
+        return max(mb for _, mb in self.samples)
+
+    def at(self, seconds: float) -> float:
+        """The first sample taken at or after `seconds` into the block."""
+        return next(mb for t, mb in self.samples if t >= seconds)
+
+
 def checked(answers: list[tuple[str, int, int]], expected: dict[str, int]) -> dict:
     """Answers that were lost (no 200) and answers that are not their task's own (mixed)."""
     lost = sum(1 for _, _, status in answers if status != 200)
@@ -203,12 +235,15 @@ def tier_run(root: Path, count: int, tier: int, baseline: int, seconds: float) -
         started = time.perf_counter()
         process = serve(folder, port, *flags)
         ready_s = time.perf_counter() - started
-        result = load_stream(url, served, seconds, image, zipf=1.1)
+        rss_ready = rss_mb(process.pid)
+        with RssSampler(process.pid) as rss:
+            result = load_stream(url, served, seconds, image, zipf=1.1)
         loads = metric(url, "vptune_task_loads_total")
         row = {"setting": label, "ready_s": ready_s, "requests_s": result["requests_s"], "p50_ms": result["p50_ms"],
                "p99_ms": result["p99_ms"], "loaded": metric(url, "vptune_tasks_loaded"),
                "evictions": metric(url, "vptune_task_evictions_total"),
-               "task_mb": metric(url, "vptune_task_memory_bytes") / 2**20, "rss_mb": rss_mb(process.pid),
+               "task_mb": metric(url, "vptune_task_memory_bytes") / 2**20, "rss_ready_mb": rss_ready,
+               "rss_half_mb": rss.at(seconds / 2), "rss_end_mb": rss_mb(process.pid), "rss_peak_mb": rss.peak,
                "hit_rate": 1 - loads / max(1, len(result["answers"])) if flags else 1.0,
                **checked(result["answers"], expected)}
         stop(process)
@@ -233,10 +268,15 @@ def replicas_run(root: Path, count: int, seconds: float) -> list[dict]:
     return rows
 
 
+def number(value: float) -> str:
+    """Three significant digits below 100, whole numbers above."""
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
 def print_rows(rows: list[dict]) -> None:
     keys = list(dict.fromkeys(key for row in rows for key in row))
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
-        cells = [f"{row[k]:.3g}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
+        cells = [number(row[k]) if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
         print("| " + " | ".join(cells) + " |")
