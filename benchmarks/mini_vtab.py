@@ -22,8 +22,10 @@ its final trials there (3 epochs on 300 images, then 300 test images) / 1200, wi
 one thread while the other core of the 2-core CPU ran benchmarks/seg_offline.py; Linear
 embeds each image once, so its figure is per embedded image; plus 1 s per trial. Against
 that run's tuning trials (3 epochs on 200 images, 100 validation images each epoch) the
-model is within about 15% per method. `--dry-run` prints what it gives: 1.34 hours for the
-full form (main sweep and the prompt-length ablation) and 0.05 hours for `--quick`.
+model is within about 15% per method. VFPT, E2VPT, Adapter+ and AdaptFormer were measured the
+same way in their own runs (`--methods`, docs/results.md) on a 2-core Intel Xeon under similar
+load. `--dry-run` prints what the model gives: 2.0 hours for the full form (main sweep and the
+prompt-length ablation) and 0.05 hours for `--quick`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from vptune.data import prepare_task
 CONFIG = Path(__file__).with_name("mini_vtab.yaml")
 # Seconds per image pass of each method (see the docstring); other methods count as VPT-Deep.
 IMAGE_SECONDS = {"adapter": 0.01751, "bias": 0.01759, "full": 0.02744, "linear": 0.00750, "lora": 0.01836,
-                 "partial-1": 0.00710, "vpt-deep": 0.01846, "vpt-shallow": 0.02447}
+                 "partial-1": 0.00710, "vpt-deep": 0.01846, "vpt-shallow": 0.02447,
+                 "vfpt": 0.01488, "e2vpt": 0.01930, "adapter-plus": 0.01817, "adaptformer": 0.01677}
 TRIAL_SECONDS = 1.0
 # Images kept per split and task (train800val200 = the kept train800 + val200).
 SPLIT_SIZES = {"train800": 200, "val200": 100, "test": 300}
