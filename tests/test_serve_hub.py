@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from hub_server import LocalHub
 from serve_helpers import Reference, many_task_files, png, random_backbone_file, wait_for
+from vptune.cli.main import main
 from vptune.serve.app import create_app
 from vptune.serve.config import ServeConfig
 
@@ -54,3 +55,19 @@ def test_tasks_from_the_hub_are_read_only(hub_client):
     assert answer.status_code == 409 and "hf://me/tasks" in answer.json()["error"]
     answer = client.delete("/v1/tasks/t0000", headers={"authorization": "Bearer secret"})
     assert answer.status_code == 409
+
+
+def test_a_task_pushed_with_vptune_push_is_served_as_the_local_file(hub_client, tmp_path, monkeypatch):
+    client, paths, _ = hub_client
+    monkeypatch.setenv("HF_TOKEN", "hf_local_test")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert main(["push", str(paths[1]), "me/pushed"]) == 0
+    app = create_app(ServeConfig(tasks_dir="hf://me/pushed"))
+    with TestClient(app) as pushed:
+        wait_for(lambda: pushed.get("/readyz").status_code == 200, message="the service to be ready")
+        image = png(2)
+        answer = pushed.post("/v1/tasks/task/predict", content=image)
+        assert answer.status_code == 200, answer.text
+        Reference().check(paths[1], image, answer.json())
+        local = client.post(f"/v1/tasks/{paths[1].stem}/predict", content=image).json()
+        assert answer.json()["predictions"] == local["predictions"]
