@@ -155,8 +155,12 @@ def run_on_ray(args: argparse.Namespace, config) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         print(f"ray: {ray.get_runtime_context().gcs_address}", file=sys.stderr, flush=True)
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(deployment(config, replicas=replicas, autoscale=autoscale), name=RAY_APP, route_prefix="/")
+        try:
+            serve.start(http_options={"host": args.host, "port": args.port})
+            serve.run(deployment(config, replicas=replicas, autoscale=autoscale), name=RAY_APP, route_prefix="/")
+        except (ray.exceptions.RayError, TimeoutError) as exc:  # e.g. the HTTP proxy not up within 60 s
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VptuneError(f"Ray Serve did not start on {args.host}:{args.port}: {reason}") from exc
         how = f"{autoscale[0]} to {autoscale[1]} replicas" if autoscale else f"{replicas} replica(s)"
         print(f"serving on http://{args.host}:{args.port} with {how} on Ray Serve", file=sys.stderr, flush=True)
         stop.wait()
