@@ -68,7 +68,7 @@ def registered_name(case: str) -> str:
 
 
 CONV_METHODS = ("full", "linear", "partial-1", "mlp-3", "sidetune", "bias", "vpt-shallow")
-VIT_ONLY = ("vfpt", "e2vpt")  # refused on the other families (tests/test_vfpt.py, tests/test_e2vpt.py)
+VIT_ONLY = ("e2vpt",)  # refused on the other families (tests/test_e2vpt.py)
 CASES = [(f, m) for f in BUILDERS for m in INTENDED
          if (f != "resnet" or m in CONV_METHODS) and (f == "vit" or m not in VIT_ONLY)]
 

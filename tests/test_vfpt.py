@@ -1,4 +1,5 @@
-"""vfpt (Visual Fourier Prompt Tuning): the paper's forward, its stored tensors, mixed serving, refusals, the CLI."""
+"""vfpt (Visual Fourier Prompt Tuning): the paper's forward on ViT and Swin, its stored tensors, mixed serving,
+refusals, the CLI."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from vptune.methods.vfpt import VfptOptions
 from conftest import TINY_CLI, assert_one_line_error, tiny_vit
 from test_conv import tiny_resnet
 from test_multitask import BACKBONES, make_task, own_logits
-from test_swin import tiny_swin
+from test_swin import reference_features, tiny_swin
 
 
 def reference_logits(model, images: torch.Tensor, fourier: int, dropout=lambda p: p) -> torch.Tensor:
@@ -135,13 +136,51 @@ def test_mixed_batch_with_vpt_deep_and_linear_equals_each_tasks_own_model(tmp_pa
         torch.testing.assert_close(torch.stack([logits[i] for i in rows]), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("builder,family", [(tiny_swin, "Swin"), (tiny_resnet, "ConvNet")])
-def test_other_families_are_refused_in_one_line(builder, family):
+def swin_batch() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def test_swin_forward_is_the_papers():
+    swin_images = swin_batch()
+    # Swin VPT-Deep's forward (tests/test_swin.py's per-window reference) on each block's transformed prompts.
+    model = randomised(vptune.create(tiny_swin(), "vfpt", 4, img_size=64, num_prompts=5, fourier_fraction=0.5))
+    assert model.prompt.fourier_prompts == 2 and [tuple(e.shape) for e in model.prompt.embeddings] == [
+        (2, 5, 32), (2, 5, 64)]
+    model.eval()
+    transformed = [torch.cat([torch.fft.fft(torch.fft.fft(e[:, :2], dim=-1), dim=-2).real, e[:, 2:]], dim=1)
+                   for e in model.prompt.embeddings]
+    with torch.no_grad():
+        features = reference_features(model.backbone, transformed, swin_images, deep=True)
+        expected = F.linear(features, model.head.weight, model.head.bias)
+        torch.testing.assert_close(model(swin_images), expected, atol=1e-5, rtol=1e-5)
+        vpt_deep = vptune.create(tiny_swin(), "vpt-deep", 4, img_size=64, num_prompts=5).eval()
+        vpt_deep.load_state_dict(model.state_dict())
+        assert not torch.allclose(vpt_deep(swin_images), expected, atol=1e-3)  # the transform matters
+
+
+def test_swin_tasks_save_load_and_serve_alone(tmp_path):
+    swin_images = swin_batch()
+    model = randomised(vptune.create(tiny_swin(), "vfpt", 4, img_size=64, num_prompts=3)).eval()
+    path = vptune.save(model, tmp_path / "swin.safetensors")
+    assert set(load_file(str(path))) == {"prompt.embeddings.0", "prompt.embeddings.1", "head.weight", "head.bias"}
+    serving = vptune.MultiTask(tiny_swin())
+    assert not serving.add("swin", path).shared  # Swin has no forward shared by several tasks' samples
+    with torch.no_grad():
+        torch.testing.assert_close(torch.stack(serving.logits(swin_images, ["swin", "swin"])), model(swin_images),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_convnets_are_refused_in_one_line():
     with pytest.raises(MethodError) as error:
-        vptune.create(builder(), "vfpt", 4)
+        vptune.create(tiny_resnet(), "vfpt", 4)
     message = str(error.value)
     assert "\n" not in message
-    assert "method 'vfpt' needs a timm backbone of family ViT" in message and f"is a {family}" in message
+    assert "method 'vfpt' needs a timm backbone of family ViT, Swin" in message and "is a ConvNet" in message
+
+
+def test_prototype_init_on_swin_is_refused_in_one_line():
+    with pytest.raises(MethodError, match="init 'kmeans' starts ViT prompt tokens.*are a FourierSwinPrompt"):
+        vptune.create(tiny_swin(), "vfpt", 4, init="kmeans")
 
 
 def test_out_of_range_fraction_is_refused():
@@ -157,8 +196,11 @@ def test_params_counts_the_prompts_of_every_block(capsys, tmp_path):
     assert main(["params", "--backbone", "vit_tiny_patch16_224", "--img-size", "32", "--method", "vfpt",
                  "--num-prompts", "5", "--option", "fourier_fraction=0.4", "--num-classes", "7"]) == 0
     assert f"{report.tuned_params:,} parameters" in capsys.readouterr().out
-    code = main(["params", "--backbone", "swin_tiny_patch4_window7_224", "--method", "vfpt"])
-    assert_one_line_error(code, capsys.readouterr().err, "method 'vfpt' needs a timm backbone of family ViT")
+    swin = storage_report("swin_tiny_patch4_window7_224", "vfpt", num_classes=7, num_prompts=5)
+    widths = {96: 2, 192: 2, 384: 6, 768: 2}  # stage width: blocks
+    assert swin.tuned_params == sum(5 * width * blocks for width, blocks in widths.items()) + 768 * 7 + 7
+    code = main(["params", "--backbone", "resnet50", "--method", "vfpt"])
+    assert_one_line_error(code, capsys.readouterr().err, "method 'vfpt' needs a timm backbone of family ViT, Swin")
 
 
 def test_cli_trains_it_and_the_run_records_its_options(small_digits_root, tmp_path, capsys):

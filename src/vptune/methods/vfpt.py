@@ -1,5 +1,5 @@
 """Visual Fourier Prompt Tuning (Zeng et al., NeurIPS 2024): VPT-Deep where a share of each block's prompts
-enters as the real part of its 2-D FFT (prompts/vit_fourier.py). Defined for ViTs."""
+enters as the real part of its 2-D FFT, on ViTs (prompts/vit_fourier.py) and Swin (prompts/swin_fourier.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..model import TunedModel
 from ..prompts import require_family
 from ..prompts.prototypes import init_option, init_samples_option
+from ..prompts.swin_fourier import FourierSwinPrompt
 from ..prompts.vit_fourier import FourierVitPrompt, fourier_count
 from .base import NEW_TENSOR_LRS, Method, SharedPart, register
 
@@ -38,9 +39,10 @@ class Vfpt(Method):
 
     def attach(self, model: TunedModel, options: VfptOptions) -> None:
         backbone = model.backbone
-        hint = "Fourier prompts are defined on ViT prompt tokens; on Swin use vpt-deep, on a ConvNet vpt-shallow"
-        require_family(backbone, self.name, ("vit",), hint)
-        model.prompt = FourierVitPrompt(
+        hint = "Fourier prompts are prompt tokens; a ConvNet's prompts are a pixel border: use vpt-shallow"
+        family = require_family(backbone, self.name, ("vit", "swin"), hint)
+        prompt = FourierSwinPrompt if family.name == "swin" else FourierVitPrompt
+        model.prompt = prompt(
             backbone,
             num_prompts=options.num_prompts,
             fourier_prompts=fourier_count(options.num_prompts, options.fourier_fraction),
@@ -48,5 +50,8 @@ class Vfpt(Method):
         )
 
     def shared_part(self, model: TunedModel) -> SharedPart | None:
-        """Prepended tokens, like vpt-deep's: they join the backbone's batched forward per sample."""
+        """ViT prompts are prepended tokens, like vpt-deep's: they join the backbone's batched forward per
+        sample. Swin has no forward shared by several tasks' samples."""
+        if not model.prompt.shares_batch:
+            return None
         return SharedPart(model.prompt, model.classify)
