@@ -19,6 +19,7 @@ from vptune.methods.e2vpt_prune import importance, lowest, prune_and_rewind
 
 from conftest import TINY_CLI, tiny_train_config, tiny_vit
 from test_conv import tiny_resnet
+from test_swin import reference_features as swin_reference_features
 from test_swin import tiny_swin
 
 
@@ -88,15 +89,88 @@ def test_options_are_recorded_with_their_defaults():
                                        "init": "uniform", "init_samples": 64}
 
 
-@pytest.mark.parametrize("builder", [tiny_swin, tiny_resnet])
-def test_other_families_are_refused_in_one_line(builder):
-    with pytest.raises(MethodError, match=r"^method 'e2vpt' needs a timm backbone of family ViT; .*$"):
-        vptune.create(builder(), "e2vpt", 5)
+def test_convnets_are_refused_in_one_line():
+    with pytest.raises(MethodError, match=r"^method 'e2vpt' needs a timm backbone of family ViT, Swin; .*ConvNet.*$"):
+        vptune.create(tiny_resnet(), "e2vpt", 5)
 
 
 def test_segments_must_divide_the_width():
     with pytest.raises(MethodError, match="segments 5 must divide the embedding width 64"):
         vptune.create(tiny_vit(), "e2vpt", 5, prune="segment", segments=5)
+    with pytest.raises(MethodError, match="segments 3 must divide the embedding width 32"):
+        vptune.create(tiny_swin(), "e2vpt", 5, prune="segment", segments=3)
+
+
+# ------------------------------------------------------------ Swin
+
+def swin_batch() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def swin_key_values(prompt) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Each block's (keys, values) `(heads, Q, head_dim)`, per stage."""
+    return [[(block[0], block[1]) for block in stage] for stage in prompt.key_value]
+
+
+def test_swin_key_value_prompts_enter_every_window_attention():
+    model = trained_like(vptune.create(tiny_swin(), "e2vpt", 5, img_size=64, num_prompts=3, kv_prompts=2))
+    prompt = model.prompt
+    # Two stages of two blocks: widths 32, 64 with 2, 4 heads of 16.
+    assert [tuple(e.shape) for e in prompt.embeddings] == [(2, 3, 32), (2, 3, 64)]
+    assert [tuple(kv.shape) for kv in prompt.key_value] == [(2, 2, 2, 2, 16), (2, 2, 4, 2, 16)]
+    images = swin_batch()
+    with torch.no_grad():
+        features = swin_reference_features(model.backbone, list(prompt.embeddings), images, True,
+                                           swin_key_values(prompt))
+        torch.testing.assert_close(model(images), model.head(features), atol=1e-5, rtol=1e-5)
+        without = swin_reference_features(model.backbone, list(prompt.embeddings), images, True)
+        assert not torch.allclose(model(images), model.head(without), atol=1e-3)  # the key-value prompts act
+
+
+def test_swin_pruning_masks_every_stage_and_rewinds():
+    model = vptune.create(tiny_swin(), "e2vpt", 4, img_size=64, num_prompts=4, kv_prompts=2, prune="segment",
+                          segments=4)
+    initial = {k: v.clone() for k, v in model.tuned_state_dict().items()}
+    trained_like(model)
+    images, labels = swin_batch(), torch.tensor([0, 3])
+    losses = lambda: iter([F.cross_entropy(model(images), labels)])  # noqa: E731
+    record = prune_and_rewind(model, initial, losses)
+    keep = model.prompt.keep
+    assert len(record["pruned_tokens"]) == 2 and keep[record["pruned_tokens"]].sum() == 0
+    assert record["kept_values_per_block"] == [int(keep.sum()) * 32 // 4, int(keep.sum()) * 64 // 4]
+    for name, value in model.tuned_state_dict().items():
+        if name != "prompt.keep":
+            assert torch.equal(value, initial[name]), name
+    model.eval()
+    visual = [masked_visual(e, keep) for e in model.prompt.embeddings]
+    with torch.no_grad():
+        features = swin_reference_features(model.backbone, visual, images, True, swin_key_values(model.prompt))
+        torch.testing.assert_close(model(images), model.head(features), atol=1e-5, rtol=1e-5)
+
+
+def test_a_swin_task_file_rebuilds_it_and_serves_alone(tmp_path):
+    model = trained_like(vptune.create(tiny_swin(), "e2vpt", 4, img_size=64, num_prompts=2, kv_prompts=3))
+    path = vptune.save(model, tmp_path / "swin.safetensors")
+    assert set(load_file(str(path))) == {"prompt.embeddings.0", "prompt.embeddings.1", "prompt.key_value.0",
+                                         "prompt.key_value.1", "head.weight", "head.bias"}
+    serving = vptune.MultiTask(tiny_swin())
+    assert not serving.add("swin", path).shared  # Swin has no forward shared by several tasks' samples
+    images = swin_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.stack(serving.logits(images, ["swin", "swin"])), model(images),
+                                   atol=1e-5, rtol=1e-5)
+    with pytest.raises(MethodError, match="init 'kmeans' starts ViT prompt tokens.*are a E2vptSwinPrompt"):
+        vptune.create(tiny_swin(), "e2vpt", 4, init="kmeans")
+
+
+def test_params_counts_swin_prompts_of_every_block():
+    from vptune.accounting import storage_report
+
+    report = storage_report("swin_tiny_patch4_window7_224", "e2vpt", num_classes=7, num_prompts=5)
+    stages = {96: (2, 3), 192: (2, 6), 384: (6, 12), 768: (2, 24)}  # width: blocks, heads
+    # Per block: 5 visual prompts of the stage's width, 5 keys and 5 values per head of width / heads.
+    assert report.tuned_params == sum(blocks * (5 * width + 2 * 5 * width) for width, (blocks, _) in stages.items()) \
+        + 768 * 7 + 7
 
 
 def test_cli_trains_an_e2vpt_task_file(small_digits_root, tmp_path):

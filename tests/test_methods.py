@@ -68,9 +68,7 @@ def registered_name(case: str) -> str:
 
 
 CONV_METHODS = ("full", "linear", "partial-1", "mlp-3", "sidetune", "bias", "vpt-shallow")
-VIT_ONLY = ("e2vpt",)  # refused on the other families (tests/test_e2vpt.py)
-CASES = [(f, m) for f in BUILDERS for m in INTENDED
-         if (f != "resnet" or m in CONV_METHODS) and (f == "vit" or m not in VIT_ONLY)]
+CASES = [(f, m) for f in BUILDERS for m in INTENDED if f != "resnet" or m in CONV_METHODS]
 
 
 def options_for(method: str) -> dict:
@@ -249,7 +247,7 @@ def test_bad_options_are_refused(method, options, message):
 
 ACCEPTANCE = {
     "vit_base_patch16_224": tuple(INTENDED),
-    "swin_tiny_patch4_window7_224": tuple(m for m in INTENDED if m not in VIT_ONLY),
+    "swin_tiny_patch4_window7_224": tuple(INTENDED),
     "resnet50": CONV_METHODS,
 }
 

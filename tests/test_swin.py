@@ -26,8 +26,11 @@ def swin_images() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-def reference_block(block, x: torch.Tensor, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One prompted Swin block written window by window, image by image, with explicit softmax."""
+def reference_block(block, x: torch.Tensor, prompts: torch.Tensor, key_values=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One prompted Swin block written window by window, image by image, with explicit softmax.
+
+    `key_values = (keys, values)`, each `(heads, Q, head_dim)`, are appended to every window's keys and
+    values with no position bias and no mask (E2VPT)."""
     batch, height, width, channels = x.shape
     attn, (win_h, win_w), shift = block.attn, block.window_size, block.shift_size
     area, num_prompts = win_h * win_w, prompts.shape[1]
@@ -43,10 +46,12 @@ def reference_block(block, x: torch.Tensor, prompts: torch.Tensor) -> tuple[torc
                 where = (b, slice(i * win_h, (i + 1) * win_h), slice(j * win_w, (j + 1) * win_w))
                 tokens = torch.cat([normed_prompts[b], shifted[where].reshape(area, channels)])
                 q, k, v = attn.qkv(tokens).view(len(tokens), 3, attn.num_heads, -1).permute(1, 2, 0, 3)
-                extra = torch.zeros(attn.num_heads, len(tokens), len(tokens))
-                extra[:, num_prompts:, num_prompts:] = bias
+                if key_values is not None:
+                    k, v = torch.cat([k, key_values[0]], dim=1), torch.cat([v, key_values[1]], dim=1)
+                extra = torch.zeros(attn.num_heads, len(tokens), k.shape[1])
+                extra[:, num_prompts:, num_prompts:len(tokens)] = bias
                 if block.attn_mask is not None:
-                    extra[:, num_prompts:, num_prompts:] += block.attn_mask[i * cols + j]
+                    extra[:, num_prompts:, num_prompts:len(tokens)] += block.attn_mask[i * cols + j]
                 weights = torch.softmax(q @ k.transpose(-1, -2) * attn.scale + extra, dim=-1)
                 result = attn.proj((weights @ v).transpose(0, 1).reshape(len(tokens), channels))
                 prompt_out[b] += result[:num_prompts] / (rows * cols)
@@ -58,9 +63,10 @@ def reference_block(block, x: torch.Tensor, prompts: torch.Tensor) -> tuple[torc
     return tokens[:, num_prompts:].reshape(x.shape), tokens[:, :num_prompts]
 
 
-def reference_features(backbone, embeddings, images: torch.Tensor, deep: bool) -> torch.Tensor:
+def reference_features(backbone, embeddings, images: torch.Tensor, deep: bool, key_values=None) -> torch.Tensor:
     """The paper's Swin VPT: prompts per block per stage (deep) or entering once (shallow),
-    dropped at patch merging; the head pools the final-norm patch tokens."""
+    dropped at patch merging; the head pools the final-norm patch tokens. `key_values[s][j]`, when
+    given, are the keys and values block j of stage s appends (E2VPT)."""
     x = backbone.patch_embed(images)
     for s, stage in enumerate(backbone.layers):
         x = stage.downsample(x)
@@ -71,7 +77,7 @@ def reference_features(backbone, embeddings, images: torch.Tensor, deep: bool) -
             if prompts is None:
                 x = block(x)
             else:
-                x, prompts = reference_block(block, x, prompts)
+                x, prompts = reference_block(block, x, prompts, None if key_values is None else key_values[s][j])
     return backbone.forward_head(backbone.norm(x), pre_logits=True)
 
 

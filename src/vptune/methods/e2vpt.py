@@ -3,9 +3,8 @@
 Each block appends `kv_prompts` learnable keys and values to its attention's (no query rows,
 so the output keeps its length) and takes `num_prompts` visual prompts of its own, as in
 VPT-Deep (prompts/e2vpt.py). `prune` adds the paper's pruning and rewinding as a second stage
-of the same run (methods/e2vpt_prune.py, engine/trainer.py). ViTs only: the paper also
-evaluates Swin, where key-value prompts would enter every window's attention with its
-position bias and mask padded for them; that is not built, so Swin is refused.
+of the same run (methods/e2vpt_prune.py, engine/trainer.py). On Swin the key-value prompts
+enter every window's attention (prompts/swin_e2vpt.py).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from ..errors import MethodError
 from ..model import TunedModel
 from ..prompts import require_family
 from ..prompts.e2vpt import E2vptPrompt
+from ..prompts.swin_e2vpt import E2vptSwinPrompt
 from ..prompts.prototypes import init_option, init_samples_option
 from .base import Method, SharedPart, register
 from .e2vpt_prune import prune_and_rewind
@@ -64,19 +64,24 @@ class E2vpt(Method):
 
     def attach(self, model: TunedModel, options: E2vptOptions) -> None:
         backbone = model.backbone
-        require_family(backbone, self.name, ("vit",), "key-value prompts enter a ViT's global attention")
-        plain = all(type(b) is Block and type(b.attn) is Attention and type(b.attn.qkv) is nn.Linear
-                    for b in backbone.blocks)
-        if not plain:
-            raise MethodError(f"method 'e2vpt' needs timm's plain ViT Block and Attention in every block of "
-                              f"{type(backbone).__name__}")
+        family = require_family(backbone, self.name, ("vit", "swin"), "key-value prompts enter a transformer's "
+                                "attention; a ConvNet has none")
+        if family.name == "vit":
+            plain = all(type(b) is Block and type(b.attn) is Attention and type(b.attn.qkv) is nn.Linear
+                        for b in backbone.blocks)
+            if not plain:
+                raise MethodError(f"method 'e2vpt' needs timm's plain ViT Block and Attention in every block of "
+                                  f"{type(backbone).__name__}")
+        # A Swin stage's width is the first stage's times a power of two, so dividing the first divides all.
+        width = backbone.embed_dim if family.name == "vit" else backbone.layers[0].blocks[0].dim
         segments = None
         if options.prune != "none":
             segments = options.segments if options.prune == "segment" else 1
-            if backbone.embed_dim % segments:
-                raise MethodError(f"segments {options.segments} must divide the embedding width {backbone.embed_dim}")
-        model.prompt = E2vptPrompt(backbone, num_prompts=options.num_prompts, kv_prompts=options.kv_prompts,
-                                   dropout=options.prompt_dropout, segments=segments)
+            if width % segments:
+                raise MethodError(f"segments {options.segments} must divide the embedding width {width}")
+        prompt = E2vptPrompt if family.name == "vit" else E2vptSwinPrompt
+        model.prompt = prompt(backbone, num_prompts=options.num_prompts, kv_prompts=options.kv_prompts,
+                              dropout=options.prompt_dropout, segments=segments)
 
     def stages(self, model: TunedModel) -> int:
         """Pruning adds a second stage: prune, rewind, train again."""
@@ -86,6 +91,9 @@ class E2vpt(Method):
                     losses: Callable[[], Iterator[torch.Tensor]]) -> dict[str, Any]:
         return {"stage": stage, **prune_and_rewind(model, initial, losses)}
 
-    def shared_part(self, model: TunedModel) -> SharedPart:
-        """Visual and key-value prompts join a batch shared with other tasks' samples."""
+    def shared_part(self, model: TunedModel) -> SharedPart | None:
+        """On a ViT, visual and key-value prompts join a batch shared with other tasks' samples; Swin has no
+        forward shared by several tasks' samples."""
+        if not model.prompt.shares_batch:
+            return None
         return SharedPart(model.prompt, model.classify)

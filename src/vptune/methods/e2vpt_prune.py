@@ -20,6 +20,7 @@ import torch
 
 from ..model import TunedModel
 from ..prompts.e2vpt import E2vptPrompt
+from ..prompts.swin_e2vpt import E2vptSwinPrompt
 
 
 def prune_and_rewind(model: TunedModel, initial: dict[str, torch.Tensor],
@@ -30,7 +31,7 @@ def prune_and_rewind(model: TunedModel, initial: dict[str, torch.Tensor],
     Returns the record of what was pruned, with the importance scores.
     """
     options = model.config["options"]
-    prompt: E2vptPrompt = model.prompt
+    prompt: E2vptPrompt | E2vptSwinPrompt = model.prompt
     num_tokens, segments = prompt.keep.shape
     token_scores, _ = importance(prompt, losses)
     keep = torch.ones_like(prompt.keep)
@@ -50,11 +51,11 @@ def prune_and_rewind(model: TunedModel, initial: dict[str, torch.Tensor],
     with torch.no_grad():
         model.load_state_dict({k: v for k, v in initial.items() if k != "prompt.keep"}, strict=False)
         prompt.keep.copy_(keep)
-    record["kept_values_per_block"] = int(keep.sum().item()) * (prompt.embeddings.shape[-1] // segments)
+    record["kept_values_per_block"] = prompt.kept_values_per_block()
     return record
 
 
-def importance(prompt: E2vptPrompt, losses: Callable[[], Iterator[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def importance(prompt: E2vptPrompt | E2vptSwinPrompt, losses: Callable[[], Iterator[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean |dL / d rho| over the batches `losses()` yields, for token gates `(M,)` and segment gates `(M, R)`."""
     num_tokens, segments = prompt.keep.shape
     device = prompt.keep.device

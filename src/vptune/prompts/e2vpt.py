@@ -17,6 +17,26 @@ from torch import nn
 from .vit import VitPrompt
 
 
+def key_value_prompts(blocks: int, heads: int, kv_prompts: int, head_dim: int) -> nn.Parameter:
+    """Key-value prompts `(blocks, 2, heads, Q, head_dim)` with the authors' init: kaiming-uniform over each
+    block's `(heads, Q, head_dim)` tensor, uniform(+-sqrt(6 / (Q * head_dim)))."""
+    bound = math.sqrt(6.0 / (kv_prompts * head_dim))
+    return nn.Parameter(torch.empty(blocks, 2, heads, kv_prompts, head_dim).uniform_(-bound, bound))
+
+
+def masked_prompts(embeddings: torch.Tensor, keep: torch.Tensor | None, token_gate: torch.Tensor | None,
+                   segment_gate: torch.Tensor | None) -> torch.Tensor:
+    """Visual prompts `(..., M, C)` with the pruning mask `keep (M, segments)` (and the scoring gates) on
+    each token's equal segments; unchanged without a mask."""
+    if keep is None:
+        return embeddings
+    mask = keep
+    if token_gate is not None:
+        mask = mask * token_gate[:, None] * segment_gate
+    width = embeddings.shape[-1] // mask.shape[1]
+    return embeddings * mask.repeat_interleave(width, dim=1)
+
+
 class E2vptPrompt(VitPrompt):
     """Visual prompts `embeddings (depth, M, C)` and key-value prompts `key_value (depth, 2, heads, Q, head_dim)`.
 
@@ -31,10 +51,7 @@ class E2vptPrompt(VitPrompt):
         depth = len(backbone.blocks)
         super().__init__(backbone, num_prompts=num_prompts, first_block=0, last_block=depth - 1, dropout=dropout)
         attn = backbone.blocks[0].attn
-        # The authors' initialisation: kaiming-uniform over each block's (heads, Q, head_dim) tensor.
-        bound = math.sqrt(6.0 / (kv_prompts * attn.head_dim))
-        shape = (depth, 2, attn.num_heads, kv_prompts, attn.head_dim)
-        self.key_value = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+        self.key_value = key_value_prompts(depth, attn.num_heads, kv_prompts, attn.head_dim)
         self.register_buffer("keep", None if segments is None else torch.ones(num_prompts, segments))
         self.token_gate: torch.Tensor | None = None
         self.segment_gate: torch.Tensor | None = None
@@ -44,13 +61,7 @@ class E2vptPrompt(VitPrompt):
 
     def visual(self) -> torch.Tensor:
         """Every block's visual prompts `(depth, M, C)` with the pruning mask (and scoring gates) applied."""
-        if self.keep is None:
-            return self.embeddings
-        mask = self.keep
-        if self.token_gate is not None:
-            mask = mask * self.token_gate[:, None] * self.segment_gate
-        width = self.embeddings.shape[-1] // mask.shape[1]
-        return self.embeddings * mask.repeat_interleave(width, dim=1)
+        return masked_prompts(self.embeddings, self.keep, self.token_gate, self.segment_gate)
 
     def tokens(self, count: int) -> torch.Tensor:
         return self.dropout(self.visual()[:count])
@@ -64,3 +75,8 @@ class E2vptPrompt(VitPrompt):
     def attention_prompts(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.key_value[index].unsqueeze(1)
         return keys, values
+
+    def kept_values_per_block(self) -> int:
+        """Visual prompt values a block takes that pruning left (all of them without pruning)."""
+        width = self.embeddings.shape[-1]
+        return self.embeddings.shape[1] * width if self.keep is None else int(self.keep.sum()) * width // self.keep.shape[1]

@@ -52,6 +52,11 @@ class SwinPrompt(nn.Module):
             return None
         return self.dropout(self.embeddings[stage][block].unsqueeze(0).expand(batch, -1, -1))
 
+    def attention_prompts(self, stage: int, block: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Keys and values `(heads, Q, head_dim)` this block's window attention appends to its own, or None
+        (VPT adds none; E2VPT's key-value prompts do)."""
+        return None
+
 
 def swin_features(
     backbone: nn.Module, images: torch.Tensor, prompt: SwinPrompt, *, checkpoint: bool = False
@@ -67,22 +72,31 @@ def swin_features(
         for block_index, block in enumerate(stage.blocks):
             new = prompt.block_tokens(stage_index, block_index, x.shape[0])
             prompts = new if new is not None else prompts
+            key_values = prompt.attention_prompts(stage_index, block_index)
             if prompts is None:
                 x = block(x)
             elif checkpoint and torch.is_grad_enabled():
-                x, prompts = torch.utils.checkpoint.checkpoint(prompted_block, block, x, prompts, use_reentrant=False)
+                x, prompts = torch.utils.checkpoint.checkpoint(prompted_block, block, x, prompts, key_values,
+                                                               use_reentrant=False)
             else:
-                x, prompts = prompted_block(block, x, prompts)
+                x, prompts = prompted_block(block, x, prompts, key_values)
     return backbone.forward_head(backbone.norm(x), pre_logits=True)
 
 
 def prompted_block(
-    block: SwinTransformerBlock, x: torch.Tensor, prompts: torch.Tensor
+    block: SwinTransformerBlock,
+    x: torch.Tensor,
+    prompts: torch.Tensor,
+    key_values: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run `block` on patch tokens `x` `(B, H, W, C)` with prompts `(B, p, C)`; both outputs."""
+    """Run `block` on patch tokens `x` `(B, H, W, C)` with prompts `(B, p, C)`; both outputs.
+
+    `key_values`, when given, are keys and values `(heads, Q, head_dim)` every window's attention
+    appends to its own (no position bias, never masked, no query rows).
+    """
     batch, height, width, channels = x.shape
     num_prompts = prompts.shape[1]
-    attn_x, attn_prompts = _window_attention(block, block.norm1(x), block.norm1(prompts))
+    attn_x, attn_prompts = _window_attention(block, block.norm1(x), block.norm1(prompts), key_values)
     # Residuals and the MLP treat prompts as ordinary tokens, as in a ViT block.
     tokens = torch.cat([prompts, x.reshape(batch, -1, channels)], dim=1)
     tokens = tokens + block.drop_path1(torch.cat([attn_prompts, attn_x.reshape(batch, -1, channels)], dim=1))
@@ -91,7 +105,10 @@ def prompted_block(
 
 
 def _window_attention(
-    block: SwinTransformerBlock, x: torch.Tensor, prompts: torch.Tensor
+    block: SwinTransformerBlock,
+    x: torch.Tensor,
+    prompts: torch.Tensor,
+    key_values: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # timm's SwinTransformerBlock._attn (shift, pad, partition, attend, reverse), with the
     # prompts copied into every window of their own image before attention.
@@ -109,7 +126,7 @@ def _window_attention(
     num_prompts = prompts.shape[1]
     # Windows are ordered image by image, so each image's prompts repeat over its own windows.
     tokens = torch.cat([prompts.repeat_interleave(num_windows, dim=0), windows], dim=1)
-    out = _attention(block.attn, tokens, mask, num_prompts)
+    out = _attention(block.attn, tokens, mask, num_prompts, key_values)
     prompts = out[:, :num_prompts].reshape(batch, num_windows, num_prompts, channels).mean(dim=1)
     windows = out[:, num_prompts:].reshape(-1, *block.window_size, channels)
     x = window_reverse(windows, block.window_size, padded_h, padded_w)[:, :height, :width]
@@ -119,20 +136,31 @@ def _window_attention(
 
 
 def _attention(
-    attn: WindowAttention, tokens: torch.Tensor, mask: torch.Tensor | None, num_prompts: int
+    attn: WindowAttention,
+    tokens: torch.Tensor,
+    mask: torch.Tensor | None,
+    num_prompts: int,
+    key_values: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> torch.Tensor:
     # WindowAttention.forward with the relative-position bias and the shift mask padded by
-    # zeros for the prompt rows and columns: no position bias, never masked.
+    # zeros for the prompt rows and columns (and the appended key-value columns): no position
+    # bias, never masked.
     batch_windows, length, _ = tokens.shape
     qkv = attn.qkv(tokens).reshape(batch_windows, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
-    pad = (num_prompts, 0, num_prompts, 0)
+    extra = 0
+    if key_values is not None:
+        keys, values = key_values
+        extra = keys.shape[1]
+        k = torch.cat([k, keys.expand(batch_windows, -1, -1, -1)], dim=2)
+        v = torch.cat([v, values.expand(batch_windows, -1, -1, -1)], dim=2)
+    pad = (num_prompts, extra, num_prompts, 0)
     bias = F.pad(attn._get_rel_pos_bias(), pad)
     if mask is not None:
         num_windows = mask.shape[0]
-        mask = F.pad(mask, pad).view(1, num_windows, 1, length, length)
+        mask = F.pad(mask, pad).view(1, num_windows, 1, length, length + extra)
         bias = (bias.unsqueeze(1) + mask).expand(batch_windows // num_windows, -1, -1, -1, -1)
-        bias = bias.reshape(batch_windows, attn.num_heads, length, length)
+        bias = bias.reshape(batch_windows, attn.num_heads, length, length + extra)
     x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0)
     return attn.proj_drop(attn.proj(x.transpose(1, 2).reshape(batch_windows, length, -1)))
 
