@@ -15,6 +15,7 @@ from serve_helpers import Reference, many_task_files, png, random_backbone_file,
 from vptune.cli.main import main
 from vptune.serve.app import create_app
 from vptune.serve.config import ServeConfig
+from vptune.serve.sources import HubSource
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,38 @@ def test_a_task_pushed_with_vptune_push_is_served_as_the_local_file(hub_client, 
         Reference().check(paths[1], image, answer.json())
         local = client.post(f"/v1/tasks/{paths[1].stem}/predict", content=image).json()
         assert answer.json()["predictions"] == local["predictions"]
+
+
+def test_task_files_added_replaced_or_deleted_on_the_hub_are_picked_up(hub_client, tmp_path, monkeypatch):
+    first, paths, hub = hub_client
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    hub.add("model", "me/changing", {"a.safetensors": paths[0].read_bytes()})
+    image = png(3)
+    app = create_app(ServeConfig(tasks_dir="hf://me/changing", watch_seconds=0.1, hub_refresh_seconds=0.2))
+    with TestClient(app) as client:
+        def answer(task: str):
+            return client.post(f"/v1/tasks/{task}/predict", content=image)
+
+        wait_for(lambda: client.get("/readyz").status_code == 200, message="the service to be ready")
+        Reference().check(paths[0], image, answer("a").json())
+        # One commit replaces a.safetensors with another task's file and adds b.safetensors.
+        hub.add("model", "me/changing", {"a.safetensors": paths[1].read_bytes(), "b.safetensors": paths[2].read_bytes()})
+        replaced = first.post(f"/v1/tasks/{paths[1].stem}/predict", content=image).json()["predictions"]
+        wait_for(lambda: answer("a").json()["predictions"] == replaced, message="the replaced file to serve")
+        Reference().check(paths[1], image, answer("a").json())
+        wait_for(lambda: answer("b").status_code == 200, message="the added file to serve")
+        Reference().check(paths[2], image, answer("b").json())
+        hub.add("model", "me/changing", {"b.safetensors": paths[2].read_bytes()})
+        wait_for(lambda: answer("a").status_code == 404, message="the deleted file to stop serving")
+        assert answer("b").status_code == 200
+
+
+def test_a_failed_listing_keeps_the_last_one(hub_client):
+    _, paths, hub = hub_client
+    hub.add("model", "me/vanishing", {"x.safetensors": paths[0].read_bytes()})
+    source = HubSource("hf://me/vanishing", refresh_seconds=1e-6)
+    listed = source.scan({})
+    assert set(listed) == {"x"}
+    del hub.repos[("model", "me/vanishing")]
+    assert source.scan(listed) == listed
+    assert HubSource("hf://me/tasks", refresh_seconds=0).scan({}).keys() == {"t0000", "t0001", "t0002"}

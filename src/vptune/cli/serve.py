@@ -40,6 +40,10 @@ def register(subparsers) -> None:
                         help="images waiting for a batch before new requests get 429, in [1, 1000000] (256)")
     parser.add_argument("--watch-seconds", type=float, default=2.0,
                         help="how often the tasks folder is polled, in [0.1, 86400] (2)")
+    parser.add_argument("--hub-refresh-seconds", type=float, default=300.0,
+                        help="with --tasks hf://: how often the repository is listed again, so task files added, "
+                             "replaced or deleted there are picked up; 0 lists it once, at start; in [0, 86400] "
+                             "(300)")
     parser.add_argument("--max-body-mb", type=float, default=20.0,
                         help="largest prediction request body, in [0.001, 1024] (20)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0,
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig(
         tasks_dir=args.tasks if is_hub(args.tasks) else Path(args.tasks), backbone=args.backbone, device=args.device, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, watch_seconds=args.watch_seconds,
+        hub_refresh_seconds=args.hub_refresh_seconds,
         max_body_mb=args.max_body_mb, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         max_loaded_tasks=args.max_loaded_tasks, max_task_memory_mb=args.max_task_memory_mb,
         precision=args.precision, decode_threads=args.decode_threads,

@@ -46,6 +46,14 @@ def list_files(repo_id: str, *, repo_type: str = "model", revision: str | None =
         return hub.HfApi().list_repo_files(repo_id, repo_type=repo_type, revision=revision)
 
 
+def file_ids(repo_id: str, *, repo_type: str = "model", revision: str | None = None) -> dict[str, str]:
+    """Every file of the Hub repository at `revision` with its blob id, which changes when the file does."""
+    hub = huggingface_hub()
+    with hub_errors(repo_id, repo_type, revision):
+        entries = hub.HfApi().list_repo_tree(repo_id, repo_type=repo_type, revision=revision, recursive=True)
+        return {entry.path: entry.blob_id for entry in entries if isinstance(entry, hub.hf_api.RepoFile)}
+
+
 def describe(repo_id: str, repo_type: str, revision: str | None = None) -> str:
     """`dataset XiN0919/VTAB-1k@main`, as error messages name a repository."""
     return f"{repo_type} {repo_id}" + (f"@{revision}" if revision else "")

@@ -90,7 +90,7 @@ def create_app(
     (a Ray Serve replica registers them for routing).
     """
     registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask, config.tier_limits,
-                            config.precision)
+                            config.precision, config.hub_refresh_seconds)
     # Images are decoded and prepared here, a bounded number at a time, while the batching thread runs the model.
     decoding = ThreadPoolExecutor(max_workers=config.decode_threads, thread_name_prefix="vptune-decode")
 

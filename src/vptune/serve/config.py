@@ -34,7 +34,8 @@ class ServeConfig:
     """How the service loads tasks, batches requests and limits input.
 
     `tasks_dir` holds one `<task>.safetensors` per task, or is `hf://OWNER/NAME[@REVISION]`,
-    a Hub repository of task files (read-only); `backbone` defaults to the one the first task
+    a Hub repository of task files (read-only, listed again every `hub_refresh_seconds`, 0:
+    never); `backbone` defaults to the one the first task
     file records. `max_loaded_tasks` / `max_task_memory_mb` bound the tasks in memory (loaded
     on first request, least recently used evicted). `precision` bf16 runs batches under bf16
     autocast; `decode_threads` threads decode and prepare images while batches run. `admin_token` None turns the admin routes off. `max_pixels`
@@ -48,6 +49,7 @@ class ServeConfig:
     max_wait_ms: float = limit(5.0, 0, 10_000)
     max_queue: int = limit(256, 1, 1_000_000)
     watch_seconds: float = limit(2.0, 0.1, 86_400)
+    hub_refresh_seconds: float = limit(300.0, 0, 86_400)
     # At least a KiB: a limit that rounds to a few bytes would refuse every request.
     max_body_mb: float = limit(20.0, 0.001, 1024)
     max_upload_mb: float = limit(200.0, 0.001, 16_384)

@@ -85,9 +85,10 @@ class TaskRegistry:
 
     def __init__(
         self, tasks: str | Path, backbone: str | None, device: str, make_multitask: MultiTaskFactory = default_multitask,
-        limits: Limits = Limits(), precision: str = "fp32",
+        limits: Limits = Limits(), precision: str = "fp32", hub_refresh_seconds: float = 0.0,
     ) -> None:
         self.where = str(tasks)
+        self.hub_refresh_seconds = hub_refresh_seconds
         self.precision = precision
         self._tasks_arg = tasks
         self.backbone = backbone
@@ -144,7 +145,7 @@ class TaskRegistry:
 
     def _run(self, watch_seconds: float) -> None:
         try:
-            self.source = open_source(self._tasks_arg)
+            self.source = open_source(self._tasks_arg, self.hub_refresh_seconds)
         except Exception as err:  # a Hub repository that cannot be listed
             self._fail_start(f"cannot list the tasks of {self.where}: {' '.join(str(err).split())}")
             return
@@ -163,8 +164,7 @@ class TaskRegistry:
             return
         self._first_scan_done.set()
         while not self._stop.wait(watch_seconds):
-            if self.source.writable:
-                self._sync_logged()
+            self._sync_logged()  # a Hub source lists its repository again only every hub_refresh_seconds
 
     def _load_first(self) -> None:
         """Lazy start: load tasks in name order until one loads, which brings the backbone."""
