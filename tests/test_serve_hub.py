@@ -87,7 +87,8 @@ def test_task_files_added_replaced_or_deleted_on_the_hub_are_picked_up(hub_clien
         wait_for(lambda: client.get("/readyz").status_code == 200, message="the service to be ready")
         Reference().check(paths[0], image, answer("a").json())
         # One commit replaces a.safetensors with another task's file and adds b.safetensors.
-        hub.add("model", "me/changing", {"a.safetensors": paths[1].read_bytes(), "b.safetensors": paths[2].read_bytes()})
+        hub.add("model", "me/changing",
+                {"a.safetensors": paths[1].read_bytes(), "b.safetensors": paths[2].read_bytes()})
         replaced = first.post(f"/v1/tasks/{paths[1].stem}/predict", content=image).json()["predictions"]
         wait_for(lambda: answer("a").json()["predictions"] == replaced, message="the replaced file to serve")
         Reference().check(paths[1], image, answer("a").json())

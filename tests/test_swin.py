@@ -26,7 +26,9 @@ def swin_images() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-def reference_block(block, x: torch.Tensor, prompts: torch.Tensor, key_values=None) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_block(
+    block, x: torch.Tensor, prompts: torch.Tensor, key_values=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One prompted Swin block written window by window, image by image, with explicit softmax.
 
     `key_values = (keys, values)`, each `(heads, Q, head_dim)`, are appended to every window's keys and

@@ -55,7 +55,9 @@ def prune_and_rewind(model: TunedModel, initial: dict[str, torch.Tensor],
     return record
 
 
-def importance(prompt: E2vptPrompt | E2vptSwinPrompt, losses: Callable[[], Iterator[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def importance(
+    prompt: E2vptPrompt | E2vptSwinPrompt, losses: Callable[[], Iterator[torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean |dL / d rho| over the batches `losses()` yields, for token gates `(M,)` and segment gates `(M, R)`."""
     num_tokens, segments = prompt.keep.shape
     device = prompt.keep.device

@@ -79,4 +79,6 @@ class E2vptPrompt(VitPrompt):
     def kept_values_per_block(self) -> int:
         """Visual prompt values a block takes that pruning left (all of them without pruning)."""
         width = self.embeddings.shape[-1]
-        return self.embeddings.shape[1] * width if self.keep is None else int(self.keep.sum()) * width // self.keep.shape[1]
+        if self.keep is None:
+            return self.embeddings.shape[1] * width
+        return int(self.keep.sum()) * width // self.keep.shape[1]
