@@ -9,6 +9,7 @@ import socket
 import shutil
 import struct
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -446,6 +447,30 @@ def test_a_start_that_loads_no_task_says_why_and_is_reported(files, tmp_path):
         assert body["error"] == reasons[0] and "no task could be loaded" in body["error"]
         assert "bad.safetensors" in body["error"] and "alien.safetensors" in body["error"]
         assert_error(client.post("/v1/tasks/alien/predict", content=png(1)), 503, "NotReadyError")
+
+
+def test_with_wait_for_start_the_startup_ends_once_the_loading_is_over(files, tmp_path):
+    # As a Ray Serve replica starts: no request reaches it before its backbone and tasks are loaded.
+    from fastapi.testclient import TestClient
+
+    from vptune.serve import MultiTask
+
+    class SlowMultiTask(MultiTask):
+        def read(self, *args, **kwargs):
+            time.sleep(0.5)
+            return super().read(*args, **kwargs)
+
+    config = ServeConfig(tasks_dir=copy_tasks(files, tmp_path / "tasks"))
+    with TestClient(create_app(config, lambda b, d: SlowMultiTask(b, device=d), wait_for_start=True)) as client:
+        assert client.get("/readyz").status_code == 200  # at once, no waiting
+        assert predict(client, "deep5", png(1)).status_code == 200
+    # A start that fails, or an empty folder, ends the startup too: /readyz then says why.
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "bad.safetensors").write_bytes(b"not a safetensors file")
+    for folder in (tmp_path / "bad", tmp_path / "empty"):
+        folder.mkdir(exist_ok=True)
+        with TestClient(create_app(ServeConfig(tasks_dir=folder), wait_for_start=True)) as client:
+            assert_error(client.get("/readyz"), 503, "NotReadyError")
 
 
 def test_a_full_queue_answers_429_and_the_queued_requests_still_finish(files, tmp_path):

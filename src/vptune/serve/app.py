@@ -81,13 +81,16 @@ def create_app(
     make_multitask: MultiTaskFactory = default_multitask,
     on_failed_start: Callable[[str], None] | None = None,
     on_tasks: Callable[[list[str]], Awaitable[None]] | None = None,
+    wait_for_start: bool = False,
 ) -> FastAPI:
     """The service for `config`; the backbone and tasks load in the background once it starts.
 
     A start that cannot succeed (the backbone does not load, no file of the folder loads) is
     answered on /readyz with its reason and told to `on_failed_start` (`vptune serve` exits).
     `on_tasks` is awaited with the task names of each prediction request before they are loaded
-    (a Ray Serve replica registers them for routing).
+    (a Ray Serve replica registers them for routing). With `wait_for_start` the app's startup
+    returns only once that loading is over, loaded or failed (Ray Serve sends a replica requests
+    only after its startup).
     """
     registry = TaskRegistry(config.tasks_dir, config.backbone, config.device, make_multitask, config.tier_limits,
                             config.precision, config.hub_refresh_seconds)
@@ -122,6 +125,8 @@ def create_app(
             warn_if_slow_bf16(torch.device(config.device), config.precision)
         registry.start(config.watch_seconds)
         batcher.start()
+        while wait_for_start and not registry.started:
+            await asyncio.sleep(0.05)
         yield
         await batcher.stop()
         decoding.shutdown(wait=False, cancel_futures=True)

@@ -1,7 +1,8 @@
 """The service as a Ray Serve deployment: replicas of the same FastAPI app, each with its own batching and tier.
 
 Each replica builds its own app (`create_app`) when it starts, so it has its own batching
-thread, loader and tier of tasks. Requests are routed by Ray Serve's model multiplexing: a
+thread, loader and tier of tasks; its startup ends once its backbone and first tasks are
+loaded, so Ray Serve routes requests to it (and `serve.run` returns) only then. Requests are routed by Ray Serve's model multiplexing: a
 client that sends the header `serve_multiplexed_model_id: TASK` is routed preferably to a
 replica that already holds TASK, because each replica registers the tasks it is asked for
 through a `serve.multiplexed` loader (which loads the task into that replica's tier). Without
@@ -56,7 +57,7 @@ def deployment(config: ServeConfig, *, replicas: int = 1, autoscale: tuple[int, 
         def __serve_build_asgi_app__(self) -> Any:
             from .app import create_app
 
-            self.service = create_app(self.config, on_tasks=self.route_hint)
+            self.service = create_app(self.config, on_tasks=self.route_hint, wait_for_start=True)
             return self.service
 
         async def route_hint(self, names: list[str]) -> None:

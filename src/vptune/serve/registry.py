@@ -134,6 +134,11 @@ class TaskRegistry:
         """Whether the backbone is loaded and the source's tasks were listed (and, unless lazy, loaded) once."""
         return self._first_scan_done.is_set() and getattr(self._multitask, "backbone", None) is not None
 
+    @property
+    def started(self) -> bool:
+        """Whether the start is over: the tasks were listed (and, unless lazy, loaded) once, or the start failed."""
+        return self._first_scan_done.is_set() or self.start_error is not None
+
     def not_ready_reason(self) -> str:
         """Why the service does not answer predictions yet, in one line."""
         if self.start_error:
