@@ -22,8 +22,8 @@ from ..errors import MethodError
 from ..model import TunedModel
 from ..prompts import require_family
 from ..prompts.e2vpt import E2vptPrompt
-from ..prompts.swin_e2vpt import E2vptSwinPrompt
 from ..prompts.prototypes import init_option, init_samples_option
+from ..prompts.swin_e2vpt import E2vptSwinPrompt
 from .base import Method, SharedPart, register
 from .e2vpt_prune import prune_and_rewind
 

@@ -2,11 +2,12 @@
 
 Each replica builds its own app (`create_app`) when it starts, so it has its own batching
 thread, loader and tier of tasks; its startup ends once its backbone and first tasks are
-loaded, so Ray Serve routes requests to it (and `serve.run` returns) only then. Requests are routed by Ray Serve's model multiplexing: a
-client that sends the header `serve_multiplexed_model_id: TASK` is routed preferably to a
-replica that already holds TASK, because each replica registers the tasks it is asked for
-through a `serve.multiplexed` loader (which loads the task into that replica's tier). Without
-the header, requests go to any replica and are answered all the same.
+loaded, so Ray Serve routes requests to it (and `serve.run` returns) only then. Requests are
+routed by Ray Serve's model multiplexing: a client that sends the header
+`serve_multiplexed_model_id: TASK` is routed preferably to a replica that already holds TASK,
+because each replica registers the tasks it is asked for through a `serve.multiplexed` loader
+(which loads the task into that replica's tier). Without the header, requests go to any
+replica and are answered all the same.
 
 Ray is imported only here, so plain `vptune serve` needs none of it.
 """
